@@ -1,0 +1,1 @@
+"""One module per task: data built from a seed, and the task's metrics."""

@@ -1,0 +1,188 @@
+"""Aggregate run directories into the leaderboard and judge the papers' claims against it.
+
+    python -m methods.core.leaderboard results/runs/smoke --out results/scales/smoke
+
+A run counts only if its ``manifest.json`` (written last, atomically) exists and its
+``metrics.parquet`` passes the schema; anything else is reported by path and left out, never averaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import operator
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from methods.core.tables import CLAIMS, LEADERBOARD, METRIC_ROWS, TableError
+
+GROUP = ["scale", "benchmark", "method", "variant", "split", "metric", "step"]
+UNIT_SCALE = {"percent": 100.0}  # our metrics are fractions; claims in percent are compared x100
+
+
+def read_runs(run_dirs: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
+    """Concatenate valid runs' metric rows; return (rows, problems), one problem line per bad run."""
+    frames, problems = [], []
+    for run_dir in map(Path, run_dirs):
+        if not (run_dir / "manifest.json").is_file():
+            problems.append(f"{run_dir}: incomplete run (no manifest.json), left out")
+            continue
+        try:
+            json.loads((run_dir / "manifest.json").read_text())
+            df = METRIC_ROWS.read(run_dir / "metrics.parquet")
+        except (TableError, json.JSONDecodeError) as err:
+            problems.append(f"{run_dir}: {err}; left out")
+            continue
+        frames.append(df.assign(run=str(run_dir)))
+    if not frames:
+        return pd.DataFrame(columns=[*METRIC_ROWS.columns, "run"]), problems
+    return pd.concat(frames, ignore_index=True), problems
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Every seed directory under a runs root (complete or not: read_runs judges)."""
+    return sorted(p for p in Path(root).glob("**/seed*") if p.is_dir() and not p.name.endswith(".tmp"))
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
+    """Mean, sample std, and the Student-t confidence interval of the mean (NaN with one seed)."""
+    n = len(values)
+    mean = float(np.mean(values))
+    if n < 2:
+        return mean, math.nan, math.nan, math.nan
+    std = float(np.std(values, ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
+    """One leaderboard row per (scale, benchmark, method, variant, split, metric, step)."""
+    out = []
+    keyed = rows.assign(step=rows["step"].astype("float64").fillna(-1.0))
+    for key, group in keyed.groupby(GROUP, sort=True):
+        mean, std, lo, hi = mean_ci(group["value"].to_numpy(dtype=float))
+        record = dict(zip(GROUP, key, strict=True))
+        record["step"] = None if record["step"] == -1.0 else record["step"]
+        out.append({**record, "higher_is_better": bool(group["higher_is_better"].iloc[0]), "mean": mean,
+                    "std": std, "ci_low": lo, "ci_high": hi, "n": len(group),
+                    "seeds": ",".join(str(s) for s in sorted(group["seed"])),
+                    "runs": ",".join(sorted(group["run"]))})
+    if not out:
+        return LEADERBOARD.validate(pd.DataFrame(columns=list(LEADERBOARD.columns)))
+    return LEADERBOARD.validate(pd.DataFrame(out))
+
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+        ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
+        ast.USub: operator.neg}
+
+
+def evaluate_check(expression: str, values: dict[str, float]) -> bool:
+    """Evaluate a claim check such as ``cat_1l >= 0.9 and cat_1l - attention_1l >= 0.3``.
+
+    Names are our variant ids (their mean on the claim's benchmark, metric and split); only
+    arithmetic, comparisons, and/or/not are allowed. A missing name raises KeyError.
+    """
+
+    def ev(node: ast.AST) -> float | bool:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.Name):
+            return values[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return not ev(node.operand)
+        if isinstance(node, ast.BoolOp):
+            results = [ev(v) for v in node.values]
+            return all(results) if isinstance(node.op, ast.And) else any(results)
+        if isinstance(node, ast.Compare):
+            left = ev(node.left)
+            for op, comp in zip(node.ops, node.comparators, strict=True):
+                right = ev(comp)
+                if type(op) not in _OPS or not _OPS[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        raise ValueError(f"unsupported expression in claim check: {ast.dump(node)}")
+
+    return bool(ev(ast.parse(expression, mode="eval")))
+
+
+def judge_claims(board: pd.DataFrame, claims_csv: str | Path) -> pd.DataFrame:
+    """Each claim of the papers, per scale we measured, with our value and a verdict."""
+    claims = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
+    finals = board[board["step"].isna()]
+    scales = sorted(finals["scale"].unique()) or ["none"]
+    out = []
+    for scale in scales:
+        for claim in claims.to_dict("records"):
+            row = {"scale": scale, "method": claim["method"], "benchmark": claim["benchmark"],
+                   "setting": claim["setting"], "metric": claim["metric"], "variant": claim["variant"],
+                   "paper_value": float(claim["value"]), "unit": claim["unit"], "source": claim["source"],
+                   "our_benchmark": claim["our_benchmark"] or None, "our_metric": claim["our_metric"] or None,
+                   "our_variant": claim["our_variant"] or None, "our_value": None, "our_ci_low": None,
+                   "our_ci_high": None, "our_n": None, "check": claim["check"] or None,
+                   "verdict": "not measured", "detail": None}
+            split = claim.get("our_split") or "test"
+            ours = finals[(finals["scale"] == scale) & (finals["benchmark"] == claim["our_benchmark"])
+                          & (finals["metric"] == claim["our_metric"]) & (finals["split"] == split)]
+            means = dict(zip(ours["variant"], ours["mean"], strict=True))
+            mine = ours[ours["variant"] == claim["our_variant"]]
+            if len(mine):
+                factor = UNIT_SCALE.get(claim["unit"], 1.0)
+                first = mine.iloc[0]
+                row.update(our_value=first["mean"] * factor, our_ci_low=first["ci_low"] * factor,
+                           our_ci_high=first["ci_high"] * factor, our_n=float(first["n"]))
+            if claim["check"] and means:
+                try:
+                    row["verdict"] = "holds" if evaluate_check(claim["check"], means) else "fails"
+                    row["detail"] = f"split {split}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(means.items()))
+                except KeyError as missing:
+                    row["detail"] = f"variant {missing} not in this run"
+            out.append(row)
+    return CLAIMS.validate(pd.DataFrame(out, columns=list(CLAIMS.columns)))
+
+
+def merge_scales(paths: Iterable[str | Path], schema=LEADERBOARD) -> pd.DataFrame:
+    """Concatenate per-scale tables (each validated on read)."""
+    frames = [schema.read(p) for p in paths]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return schema.validate(pd.DataFrame(columns=list(schema.columns)))
+    return schema.validate(pd.concat(frames, ignore_index=True))
+
+
+def summarise(run_dirs: Iterable[str | Path], claims_csv: str | Path, out_dir: str | Path) -> list[str]:
+    """Write leaderboard.parquet and claims.parquet for one scale; return the problems found."""
+    out_dir = Path(out_dir)
+    rows, problems = read_runs(run_dirs)
+    for line in problems:
+        print(f"leaderboard: {line}", file=sys.stderr)
+    board = LEADERBOARD.write(aggregate(rows), out_dir / "leaderboard.parquet")
+    CLAIMS.write(judge_claims(board, claims_csv), out_dir / "claims.parquet")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs_root", help="e.g. results/runs/smoke")
+    parser.add_argument("--claims", default="results/paper_claims.csv")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    summarise(find_runs(args.runs_root), args.claims, args.out)
+
+
+if __name__ == "__main__":
+    main()

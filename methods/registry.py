@@ -1,0 +1,39 @@
+"""The explicit registries: every method and benchmark of the suite, by name.
+
+Adding a method is one line here plus its folder; modules are imported only when used, so one
+method's import cost (or a GPU-only dependency) never touches another's jobs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+from methods.core.api import Benchmark, Method
+
+METHODS: dict[str, str] = {
+    "cat": "methods.cat",
+}
+
+BENCHMARKS: dict[str, str] = {
+    "mqar": "benchmarks.mqar",
+}
+
+
+class UnknownName(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
+
+
+@cache
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise UnknownName(f"unknown method '{name}'; known: {', '.join(sorted(METHODS))}")
+    return importlib.import_module(METHODS[name]).METHOD
+
+
+@cache
+def get_benchmark(name: str) -> Benchmark:
+    if name not in BENCHMARKS:
+        raise UnknownName(f"unknown benchmark '{name}'; known: {', '.join(sorted(BENCHMARKS))}")
+    return importlib.import_module(BENCHMARKS[name]).BENCHMARK

@@ -1,0 +1,53 @@
+# One job per (benchmark, method, variant, replicate); shared stages (pretrained models, SFT
+# checkpoints) are jobs of their own that variants depend on through `after:`.
+
+RUN_DIR = "results/runs/{scale}/{benchmark}/{method}/{name}/seed{replicate}"
+STAGE_DIR = "results/cache/{scale}/{benchmark}/{method}/{name}/{hash}/seed{replicate}"
+
+
+def _spec(table, pattern):
+    return lambda wc: job_for(table, pattern.format(**wc))
+
+
+run_spec = _spec(RUNS, RUN_DIR)
+stage_spec = _spec(STAGES, STAGE_DIR)
+
+
+rule run:
+    """Train and evaluate one variant for one seed; writes metrics.parquet, manifest.json, samples.jsonl."""
+    input:
+        lambda wc: list(run_spec(wc).inputs.values()),
+    output:
+        directory(RUN_DIR),
+    params:
+        spec=lambda wc: run_spec(wc).to_json(),
+    log:
+        "results/logs/{scale}/{benchmark}/{method}/{name}/seed{replicate}.log",
+    threads: config["threads"]
+    resources:
+        gpu=lambda wc: run_spec(wc).resources.get("gpu", 0),
+        mem_mb=lambda wc: run_spec(wc).resources.get("mem_mb", 2000),
+        runtime=lambda wc: run_spec(wc).resources.get("runtime", 30),
+    shell:
+        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
+        "{PYTHON} -m methods.core.job --spec {params.spec:q} > {log:q} 2>&1"
+
+
+rule stage:
+    """A shared step (e.g. a pretrained model) that several variants start from."""
+    input:
+        lambda wc: list(stage_spec(wc).inputs.values()),
+    output:
+        directory(STAGE_DIR),
+    params:
+        spec=lambda wc: stage_spec(wc).to_json(),
+    log:
+        "results/logs/{scale}/{benchmark}/{method}/stage_{name}/{hash}/seed{replicate}.log",
+    threads: config["threads"]
+    resources:
+        gpu=lambda wc: stage_spec(wc).resources.get("gpu", 0),
+        mem_mb=lambda wc: stage_spec(wc).resources.get("mem_mb", 2000),
+        runtime=lambda wc: stage_spec(wc).resources.get("runtime", 30),
+    shell:
+        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
+        "{PYTHON} -m methods.core.job --spec {params.spec:q} > {log:q} 2>&1"

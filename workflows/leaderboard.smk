@@ -1,0 +1,49 @@
+# Aggregation: this scale's runs -> results/scales/<scale>/ (table, claims, plots for --report);
+# then every scale found on disk -> results/leaderboard.parquet and results/claims.parquet.
+
+BENCHMARKS_RUN = sorted({job.benchmark for job in RUNS.values()})
+
+
+rule summarise:
+    """Mean, std, 95% CI and n over seeds per (benchmark, method, variant, split, metric, step)."""
+    input:
+        runs=sorted(RUNS),
+        claims="results/paper_claims.csv",
+    output:
+        board="results/scales/{scale}/leaderboard.parquet",
+        claims="results/scales/{scale}/claims.parquet",
+        table=report("results/scales/{scale}/leaderboard.html", category="Leaderboard"),
+        plots=report(
+            expand("results/scales/{{scale}}/plots/{benchmark}.png", benchmark=BENCHMARKS_RUN),
+            category="Plots",
+        ),
+    log:
+        "results/logs/{scale}/summarise.log",
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "{PYTHON} -m methods.core.report {input.runs:q} --claims {input.claims:q} "
+        "--out results/scales/{wildcards.scale} --benchmarks {BENCHMARKS_RUN} > {log:q} 2>&1"
+
+
+rule leaderboard:
+    """One table across scales (the dashboard's input); other scales' summaries are kept as they are."""
+    input:
+        board=f"results/scales/{SCALE}/leaderboard.parquet",
+        claims=f"results/scales/{SCALE}/claims.parquet",
+    output:
+        board="results/leaderboard.parquet",
+        claims="results/claims.parquet",
+    log:
+        "results/logs/leaderboard.log",
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "{PYTHON} -m methods.core.merge --out-board {output.board:q} --out-claims {output.claims:q} "
+        "> {log:q} 2>&1"
