@@ -24,7 +24,7 @@ from methods.core.api import RunContext
 from methods.core.atomic import atomic_dir, write_json
 from methods.core.config import JobSpec, load_config, resolve_jobs
 from methods.core.devices import DTYPES, resolve_device
-from methods.core.provenance import device_info, git_sha, package_versions, peak_memory_mb
+from methods.core.provenance import device_info, git_sha, package_versions, resource_usage
 from methods.core.seeding import seed_everything
 from methods.core.tables import METRIC_ROWS
 
@@ -71,7 +71,7 @@ def run_job(spec: JobSpec) -> Path:
             "seed": spec.seed,
             "data_seed": spec.data_seed,
             "wall_seconds": round(wall, 3),
-            **{k: round(v, 1) for k, v in peak_memory_mb(device).items()},
+            **{k: round(v, 1) for k, v in resource_usage(device).items()},
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
         ctx.log(f"done in {wall:.1f}s -> {final}")

@@ -53,9 +53,11 @@ def device_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def peak_memory_mb(device: torch.device) -> dict[str, float]:
+def resource_usage(device: torch.device) -> dict[str, float]:
+    """Peak memory (MB) and CPU seconds; CPU time stays meaningful when jobs share cores."""
     # ru_maxrss is in kilobytes on Linux.
-    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"peak_rss_mb": usage.ru_maxrss / 1024, "cpu_seconds": usage.ru_utime + usage.ru_stime}
     if device.type == "cuda":
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
