@@ -9,7 +9,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/smoke.yaml"
+# The default scale. A --configfile replaces it rather than being merged into it, so a paper run
+# never inherits smoke blocks; --config KEY=VALUE overrides apply on top of either.
+if "methods" not in config:
+
+    configfile: "config/smoke.yaml"
 
 
 include: "workflows/common.smk"

@@ -1,4 +1,5 @@
 # Config validation and the job table every rule reads from.
+import os
 import sys
 
 from snakemake.utils import validate
@@ -20,7 +21,8 @@ except ConfigError as err:
     _fail(str(err))
 
 SCALE = config["scale"]
-PYTHON = sys.executable
+# Jobs run `python` from the environment that runs Snakemake (a venv need not be activated).
+shell.prefix(f"export PATH={os.path.dirname(sys.executable)}:$PATH; ")
 RUNS = {job.out: job for job in JOBS if job.kind == "run"}
 STAGES = {job.out: job for job in JOBS if job.kind == "stage"}
 
@@ -34,7 +36,19 @@ wildcard_constraints:
     replicate=r"\d+",
 
 
+RUN_DIR = "results/runs/{scale}/{benchmark}/{method}/{name}/seed{replicate}"
+STAGE_DIR = "results/cache/{scale}/{benchmark}/{method}/{name}/{hash}/seed{replicate}"
+
+
 def job_for(table, path):
     if path not in table:
         raise ValueError(f"{path} is not a job of the current config")
     return table[path]
+
+
+def run_spec(wildcards):
+    return job_for(RUNS, RUN_DIR.format(**wildcards))
+
+
+def stage_spec(wildcards):
+    return job_for(STAGES, STAGE_DIR.format(**wildcards))

@@ -1,18 +1,6 @@
 # One job per (benchmark, method, variant, replicate); shared stages (pretrained models, SFT
 # checkpoints) are jobs of their own that variants depend on through `after:`.
 
-RUN_DIR = "results/runs/{scale}/{benchmark}/{method}/{name}/seed{replicate}"
-STAGE_DIR = "results/cache/{scale}/{benchmark}/{method}/{name}/{hash}/seed{replicate}"
-
-
-def _spec(table, pattern):
-    return lambda wc: job_for(table, pattern.format(**wc))
-
-
-run_spec = _spec(RUNS, RUN_DIR)
-stage_spec = _spec(STAGES, STAGE_DIR)
-
-
 rule run:
     """Train and evaluate one variant for one seed; writes metrics.parquet, manifest.json, samples.jsonl."""
     input:
@@ -30,7 +18,7 @@ rule run:
         runtime=lambda wc: run_spec(wc).resources.get("runtime", 30),
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        "{PYTHON} -m methods.core.job --spec {params.spec:q} > {log:q} 2>&1"
+        "python -m methods.core.job --spec {params.spec:q} > {log:q} 2>&1"
 
 
 rule stage:
@@ -50,4 +38,4 @@ rule stage:
         runtime=lambda wc: stage_spec(wc).resources.get("runtime", 30),
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        "{PYTHON} -m methods.core.job --spec {params.spec:q} > {log:q} 2>&1"
+        "python -m methods.core.job --spec {params.spec:q} > {log:q} 2>&1"

@@ -17,6 +17,8 @@ rule summarise:
             expand("results/scales/{{scale}}/plots/{benchmark}.png", benchmark=BENCHMARKS_RUN),
             category="Plots",
         ),
+    params:
+        benchmarks=BENCHMARKS_RUN,
     log:
         "results/logs/{scale}/summarise.log",
     threads: 1
@@ -25,8 +27,8 @@ rule summarise:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{PYTHON} -m methods.core.report {input.runs:q} --claims {input.claims:q} "
-        "--out results/scales/{wildcards.scale} --benchmarks {BENCHMARKS_RUN} > {log:q} 2>&1"
+        "python -m methods.core.report {input.runs:q} --claims {input.claims:q} "
+        "--out results/scales/{wildcards.scale} --benchmarks {params.benchmarks} > {log:q} 2>&1"
 
 
 rule leaderboard:
@@ -37,6 +39,7 @@ rule leaderboard:
     output:
         board="results/leaderboard.parquet",
         claims="results/claims.parquet",
+    params:
     log:
         "results/logs/leaderboard.log",
     threads: 1
@@ -45,5 +48,5 @@ rule leaderboard:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{PYTHON} -m methods.core.merge --out-board {output.board:q} --out-claims {output.claims:q} "
+        "python -m methods.core.merge --out-board {output.board:q} --out-claims {output.claims:q} "
         "> {log:q} 2>&1"

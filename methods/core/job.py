@@ -42,7 +42,8 @@ def run_job(spec: JobSpec) -> Path:
     final = Path(spec.out)
     with atomic_dir(final) as tmp:
         ctx = RunContext(
-            scale=spec.scale, benchmark_id=spec.benchmark, benchmark=benchmark, method=method, variant=spec.name, family=spec.family,
+            scale=spec.scale, benchmark_id=spec.benchmark, benchmark=benchmark, method=method,
+            variant=spec.name, family=spec.family,
             replicate=spec.replicate, seed=spec.seed, data_seed=spec.data_seed,
             args=family.args(**spec.args), data_args=benchmark.data_args(**spec.data_args),
             device=device, dtype=DTYPES[spec.dtype], out_dir=tmp,

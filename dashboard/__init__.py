@@ -1,0 +1,1 @@
+"""The Streamlit leaderboard (app.py) and the table logic it uses (data.py)."""

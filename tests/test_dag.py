@@ -1,0 +1,91 @@
+"""End to end: the Snakemake DAG on a tiny config, in a copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from methods.core.tables import CLAIMS, LEADERBOARD
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def workdir(tmp_path, tiny_config):
+    for name in ("Snakefile", "workflows", "config", "methods", "benchmarks"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    (tmp_path / "results").mkdir()
+    shutil.copy(REPO / "results" / "paper_claims.csv", tmp_path / "results")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_config))
+    return tmp_path
+
+
+def snakemake(workdir, *args, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=600, **kw)
+
+
+def test_dag_builds_the_leaderboard_and_a_rerun_does_nothing(workdir):
+    first = snakemake(workdir, "--configfile", "tiny.yaml")
+    assert first.returncode == 0, first.stderr[-3000:]
+    board = LEADERBOARD.read(workdir / "results" / "leaderboard.parquet")
+    finals = board[board["step"].isna() & (board["metric"] == "accuracy") & (board["split"] == "test")]
+    assert set(finals["variant"]) == {"attention_1l", "cat_1l"}
+    assert (finals["n"] == 2).all()
+    claims = CLAIMS.read(workdir / "results" / "claims.parquet")
+    assert set(claims["scale"]) == {"tiny"}
+    for run in (workdir / "results" / "runs" / "tiny" / "mqar" / "cat").glob("*/seed*"):
+        assert {"metrics.parquet", "manifest.json", "samples.jsonl"} <= {p.name for p in run.iterdir()}
+    second = snakemake(workdir, "--configfile", "tiny.yaml")
+    assert second.returncode == 0
+    assert "Nothing to be done" in second.stdout + second.stderr
+
+
+def test_config_mistakes_stop_the_dag_with_one_line_naming_them(workdir):
+    bad = snakemake(workdir, "-n", "--configfile", "tiny.yaml", "--config", "replicatez=3")
+    assert bad.returncode != 0
+    lines = [ln for ln in bad.stderr.splitlines() if "octobench config error" in ln]
+    assert lines == ["octobench config error: config key 'replicatez' is not allowed; allowed here: device, "
+                     "dtype, methods, only, replicates, resources, scale, seed, threads"]
+    unknown = snakemake(workdir, "-n", "--configfile", "tiny.yaml", "--config", "only=cot3")
+    assert "method 'cot3' is not configured" in unknown.stderr
+
+
+def test_a_killed_run_reruns_to_a_complete_valid_table(workdir, tiny_config):
+    tiny_config["methods"]["cat"]["benchmarks"]["mqar"]["args"]["steps"] = 300
+    (workdir / "slow.yaml").write_text(yaml.safe_dump(tiny_config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", "slow.yaml"], cwd=workdir, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    logs = workdir / "results" / "logs" / "tiny"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any("start on" in p.read_text() for p in logs.glob("**/*.log")):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Snakemake and the running jobs die mid-job
+    proc.wait(timeout=120)
+    assert not (workdir / "results" / "leaderboard.parquet").exists()
+    assert not any((workdir / "results" / "runs").glob("**/manifest.json"))
+    again = snakemake(workdir, "--configfile", "slow.yaml")
+    assert again.returncode == 0, again.stderr[-3000:]
+    board = LEADERBOARD.read(workdir / "results" / "leaderboard.parquet")
+    assert (board[board["step"].isna()]["n"] == 2).all()
+
+
+@pytest.mark.parametrize("profile", ["slurm", "local-gpu"])
+def test_paper_grid_dry_runs_with_each_profile(workdir, profile):
+    out = snakemake(workdir, "-n", "--workflow-profile", f"workflows/profiles/{profile}",
+                    "--configfile", "config/paper.yaml")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "results/runs/paper/mqar_l128/cat/cat_1l_d64_lr1e3/seed0" in out.stdout
