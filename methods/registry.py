@@ -13,10 +13,12 @@ from methods.core.api import Benchmark, Method
 
 METHODS: dict[str, str] = {
     "cat": "methods.cat",
+    "bread": "methods.bread",
 }
 
 BENCHMARKS: dict[str, str] = {
     "mqar": "benchmarks.mqar",
+    "chain_reasoning": "benchmarks.chain_reasoning",
 }
 
 
