@@ -13,10 +13,14 @@ from methods.core.api import Benchmark, Method
 
 METHODS: dict[str, str] = {
     "cat": "methods.cat",
+    "cot2": "methods.cot2",
 }
 
 BENCHMARKS: dict[str, str] = {
     "mqar": "benchmarks.mqar",
+    "mnns": "benchmarks.mnns",
+    "prontoqa": "benchmarks.prontoqa",
+    "prosqa": "benchmarks.prosqa",
 }
 
 
