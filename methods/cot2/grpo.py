@@ -24,31 +24,7 @@ from benchmarks.reasoning import ReasoningSplit
 from methods.cot2.decode import dirichlet_concentration, dirichlet_log_prob, rollout
 from methods.cot2.model import embed_mixture, embed_tokens, logits
 from methods.cot2.optim import FlatAdamW
-
-try:  # the shared engine (branch `bread`); the minimal objective below only stands in where it is absent
-    from methods.rl.grpo import LossConfig, group_advantages, policy_loss
-except ImportError:  # pragma: no cover - exercised only on branches without methods/rl
-    @dataclass
-    class LossConfig:  # type: ignore[no-redef]
-        loss_type: str = "bnpo"
-        epsilon_low: float = 0.2
-        epsilon_high: float | None = None
-        beta: float = 0.0
-
-    def group_advantages(rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        grouped = rewards.view(-1, group_size)
-        std = grouped.std(1, unbiased=True).repeat_interleave(group_size)
-        return (rewards - grouped.mean(1).repeat_interleave(group_size)) / (std + 1e-4), std == 0
-
-    def policy_loss(logps, old_logps, advantages, mask, cfg, ref_logps=None):
-        old = logps.detach() if old_logps is None else old_logps
-        ratio, adv = torch.exp(logps - old), advantages[:, None]
-        eps_high = cfg.epsilon_low if cfg.epsilon_high is None else cfg.epsilon_high
-        per_token = -torch.min(ratio * adv, ratio.clamp(1 - cfg.epsilon_low, 1 + eps_high) * adv)
-        if cfg.beta:
-            delta = ref_logps - logps
-            per_token = per_token + cfg.beta * (torch.exp(delta) - delta - 1)
-        return (per_token * mask).sum() / mask.sum().clamp(min=1.0), {}
+from methods.rl.grpo import LossConfig, group_advantages, policy_loss
 
 
 @dataclass
