@@ -49,7 +49,8 @@ def logits(model: GPT2LMHeadModel, embeds: torch.Tensor, last: int = 0,
         raise ValueError(f"sequence of {T} tokens exceeds the model's {cfg.n_positions} positions")
     H = cfg.n_head
     p = cfg.resid_pdrop if model.training else 0.0
-    h = F.dropout(embeds + tr.wpe.weight[:T], cfg.embd_pdrop if model.training else 0.0)
+    drop = (lambda x, rate: F.dropout(x, rate) if rate else x)  # no dispatch at all when off
+    h = drop(embeds + tr.wpe.weight[:T], cfg.embd_pdrop if model.training else 0.0)
     for blk in tr.h:
         a = F.layer_norm(h, (d,), blk.ln_1.weight, blk.ln_1.bias, blk.ln_1.eps)
         qkv = torch.addmm(blk.attn.c_attn.bias, a.reshape(-1, d), blk.attn.c_attn.weight)
@@ -57,10 +58,10 @@ def logits(model: GPT2LMHeadModel, embeds: torch.Tensor, last: int = 0,
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                            dropout_p=cfg.attn_pdrop if model.training else 0.0)
         o = torch.addmm(blk.attn.c_proj.bias, o.transpose(1, 2).reshape(B * T, d), blk.attn.c_proj.weight)
-        h = h + F.dropout(o.view(B, T, d), p)
+        h = h + drop(o.view(B, T, d), p)
         a = F.layer_norm(h, (d,), blk.ln_2.weight, blk.ln_2.bias, blk.ln_2.eps)
         a = F.gelu(torch.addmm(blk.mlp.c_fc.bias, a.reshape(-1, d), blk.mlp.c_fc.weight), approximate="tanh")
-        h = h + F.dropout(torch.addmm(blk.mlp.c_proj.bias, a, blk.mlp.c_proj.weight).view(B, T, d), p)
+        h = h + drop(torch.addmm(blk.mlp.c_proj.bias, a, blk.mlp.c_proj.weight).view(B, T, d), p)
     if last:
         h = h[:, -last:]
     h = F.layer_norm(h, (d,), tr.ln_f.weight, tr.ln_f.bias, tr.ln_f.eps)

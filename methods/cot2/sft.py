@@ -34,7 +34,8 @@ def top_beam_targets(split: ReasoningSplit, beams: int) -> torch.Tensor:
 
 
 def supervised_loss(model, kind: str, prompt: torch.Tensor, answer: torch.Tensor,
-                    trace: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> torch.Tensor:
+                    trace: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                    target_entropy: torch.Tensor | None = None) -> torch.Tensor:
     prompt_embeds = embed_tokens(model, prompt)
     if kind == "no_cot":
         final = logits(model, prompt_embeds, last=1)[:, 0]
@@ -47,8 +48,12 @@ def supervised_loss(model, kind: str, prompt: torch.Tensor, answer: torch.Tensor
         S = targets.shape[1]
         out = logits(model, torch.cat([prompt_embeds, embed_mixture(model, targets)], 1), last=S + 1)
         logp = out.log_softmax(-1)
-        kl = (targets * (targets.clamp_min(1e-12).log() - logp[:, :S])).sum(-1).sum(1)
-        return kl.mean() + F.nll_loss(logp[:, S], answer)
+        # KL(alpha* || p) = -H(alpha*) - sum alpha* log p; H(alpha*) has no gradient, so it is passed in
+        # (``target_entropy``) or computed here, which keeps the loss value a true KL.
+        if target_entropy is None:
+            target_entropy = -(targets * targets.clamp_min(1e-12).log()).sum(-1).sum(1)
+        cross = -(targets.flatten(1) * logp[:, :S].flatten(1)).sum(1)
+        return (cross - target_entropy).mean() + F.nll_loss(logp[:, S], answer)
     raise ValueError(f"unknown supervision '{kind}'; known: {', '.join(SUPERVISIONS)}")
 
 
@@ -59,14 +64,19 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
     model.train()
     opt = FlatAdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     targets = split.step_targets if targets is None else targets
+    entropy = -(targets * targets.clamp_min(1e-12).log()).sum(-1).sum(1)
     n = len(split)
     for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=generator)
+        # one gather per epoch; minibatches are then contiguous slices (views, no per-step copies)
+        prompt, answer, trace = split.prompt[order], split.answer[order], split.trace[order]
+        soft, ent = (targets[order], entropy[order]) if kind == "csft" else (None, None)
         total = torch.zeros(())
         for start in range(0, n, batch_size):
-            idx = order[start: start + batch_size]
-            loss = supervised_loss(model, kind, split.prompt[idx], split.answer[idx], split.trace[idx],
-                                   targets[idx] if kind == "csft" else None)
+            end = start + batch_size
+            loss = supervised_loss(model, kind, prompt[start:end], answer[start:end], trace[start:end],
+                                   None if soft is None else soft[start:end],
+                                   None if ent is None else ent[start:end])
             opt.zero_grad()
             loss.backward()
             opt.step()
