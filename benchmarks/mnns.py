@@ -1,4 +1,4 @@
-"""Minimum non-negative sum (MNNS), CoT2's search task (arXiv 2505.23648, Sec. 4; official data/generate_data.py).
+"""Minimum non-negative sum (MNNS), CoT2's search task (arXiv 2505.23648, Sec. 4; official generate_data.py).
 
 Given digits d_1..d_L, choose signs so that the final sum s_L = sum_i +-d_i is the smallest value >= 0.
 The chain of thought is the sequence of partial sums s_1..s_{L-1}; the answer is s_L. Example (L = 4)::
@@ -45,7 +45,7 @@ def vocabulary(args: MNNSArgs) -> list[str]:
 
 def _check(args: MNNSArgs) -> None:
     if args.num_digits < 2:
-        raise ValueError(f"mnns: num_digits must be >= 2 (one chain-of-thought step at least), got {args.num_digits}")
+        raise ValueError(f"mnns: num_digits must be >= 2 (one CoT step at least), got {args.num_digits}")
     if not 0 <= args.digit_low <= args.digit_high:
         raise ValueError(f"mnns: need 0 <= digit_low <= digit_high, got {args.digit_low}..{args.digit_high}")
     if not 0 < args.train_fraction < 1:

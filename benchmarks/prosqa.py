@@ -38,7 +38,7 @@ class GraphArgs:
 
 def _check(args: GraphArgs) -> None:
     if args.depth < 2:
-        raise ValueError(f"graph task: depth must be >= 2 (one chain-of-thought step at least), got {args.depth}")
+        raise ValueError(f"graph task: depth must be >= 2 (one CoT step at least), got {args.depth}")
     if args.max_branch < 1:
         raise ValueError(f"graph task: max_branch must be >= 1, got {args.max_branch}")
     most = 2 * sum(args.max_branch**level for level in range(args.depth + 1))
@@ -61,7 +61,7 @@ def _tree(args: GraphArgs, rng: np.random.Generator) -> tuple[list[list[int]], l
 
 
 def build_graphs(args: GraphArgs, n: int, rng: np.random.Generator, question: str) -> ReasoningSplit:
-    """``question`` = "choice" (ProsQA: which candidate is reachable) or "yesno" (ProntoQA: is X reachable)."""
+    """``question``: "choice" (ProsQA: which candidate is reachable) or "yesno" (ProntoQA: is X reachable)."""
     _check(args)
     offset = len(SPECIALS)
     vocab = [*SPECIALS, *(f"N{i}" for i in range(args.num_node_tokens))]

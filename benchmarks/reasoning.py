@@ -43,13 +43,15 @@ class ReasoningSplit:
         return len(self.vocab)
 
     def subset(self, index: torch.Tensor) -> ReasoningSplit:
-        pick = (lambda t: None if t is None else t[index])
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[index]
+
         return ReasoningSplit(self.prompt[index], self.step_targets[index], self.trace[index],
                               self.answer[index], self.vocab, pick(self.traces), pick(self.num_valid))
 
 
 def pass_at_k_estimate(num_samples: int, num_correct: torch.Tensor, k: int) -> torch.Tensor:
-    """Unbiased pass@k from ``num_samples`` draws with ``num_correct`` right (Chen et al., arXiv 2107.03374)."""
+    """Unbiased pass@k from ``num_samples`` draws, ``num_correct`` right (Chen et al., arXiv 2107.03374)."""
     wrong = num_samples - num_correct
     return torch.tensor([1.0 - comb(int(w), k) / comb(num_samples, k) for w in wrong.tolist()])
 
@@ -67,5 +69,6 @@ def score(predictions: torch.Tensor, split: ReasoningSplit) -> dict[str, float]:
 
 METRICS = (
     Metric("accuracy", True, "share of test examples whose answer token is right (pass@1 of the decoder)"),
-    *(Metric(f"pass_at_{j}", True, f"discrete sampling: some of {j} sampled answers is right") for j in PASS_AT),
+    *(Metric(f"pass_at_{j}", True, f"discrete sampling: some of {j} sampled answers is right")
+      for j in PASS_AT),
 )

@@ -51,10 +51,12 @@ def test_mnns_csft_targets_are_the_distribution_over_all_sign_patterns():
     assert torch.allclose(split.step_targets.sum(-1), torch.ones(len(split), split.num_steps))
     first_digit = split.prompt[:, 1] - len(mnns.SPECIALS)
     s0 = split.vocab.index("S0")
-    assert torch.allclose(split.step_targets[torch.arange(len(split)), 0, s0 + first_digit], torch.full((len(split),), 0.5))
-    assert torch.allclose(top_beam_targets(split, 2**3), split.step_targets * 0 + top_beam_targets(split, 99))
+    plus_first = split.step_targets[torch.arange(len(split)), 0, s0 + first_digit]
+    assert torch.allclose(plus_first, torch.full((len(split),), 0.5))  # half the patterns start with +d_1
+    assert torch.allclose(top_beam_targets(split, 2**3), top_beam_targets(split, 99))  # all valid traces
     one = top_beam_targets(split, 1)  # the single best trace: one-hot on its tokens
-    assert torch.equal(one.argmax(-1), split.traces[:, 0]) and torch.allclose(one.max(-1).values, torch.ones(1))
+    assert torch.equal(one.argmax(-1), split.traces[:, 0])
+    assert torch.allclose(one.max(-1).values, torch.ones(1))
 
 
 @pytest.mark.parametrize("task", [prosqa, prontoqa])
@@ -110,8 +112,8 @@ def test_one_hot_continuous_token_is_the_discrete_token():
     assert torch.allclose(greedy.step_weights.sum(-1), torch.ones(5, 3))
     assert torch.allclose(mts_one.step_weights.sum(-1), torch.ones(5, 3))
     # feeding the greedy tokens teacher-forced reproduces the greedy answer
-    out = logits(model, torch.cat([embed_tokens(model, prompt), embed_tokens(model, greedy.step_tokens[..., 0])], 1),
-                 last=1)
+    forced = torch.cat([embed_tokens(model, prompt), embed_tokens(model, greedy.step_tokens[..., 0])], 1)
+    out = logits(model, forced, last=1)
     assert torch.equal(out[:, 0].argmax(-1), greedy.answer)
 
 
@@ -142,7 +144,8 @@ def test_mts_log_prob_is_the_sum_over_the_k_sampled_tokens():
     model = build_gpt2(vocab_size=12, n_positions=8, d_model=16, n_layers=1, n_heads=2)
     prompt = torch.randint(0, 12, (4, 3))
     settings = GRPOSettings(sampling="mts", k=3)
-    out = rollout(model, prompt, 2, "mts", k=3, sample_answer=True, generator=torch.Generator().manual_seed(1))
+    out = rollout(model, prompt, 2, "mts", k=3, sample_answer=True,
+                  generator=torch.Generator().manual_seed(1))
     lp = step_log_probs(model, prompt, out.step_weights, out.step_tokens, out.answer, settings)
     first = (logits(model, embed_tokens(model, prompt), last=1)[:, 0] / 3).log_softmax(-1)
     assert torch.allclose(lp[:, 0], first.gather(-1, out.step_tokens[:, 0]).sum(-1), atol=1e-5)
@@ -155,8 +158,9 @@ def test_grpo_step_updates_the_policy(sampling):
     model = build_gpt2(data.vocab_size, 7, 16, 1, 1)
     before = [p.detach().clone() for p in model.parameters()]
     rewards = []
-    train_grpo(model, data, GRPOSettings(sampling=sampling, k=2, steps=3, prompts_per_step=4, rollouts=4, lr=1e-3),
-               torch.Generator().manual_seed(0), on_step=lambda step, stats: rewards.append(stats["reward"]))
+    settings = GRPOSettings(sampling=sampling, k=2, steps=3, prompts_per_step=4, rollouts=4, lr=1e-3)
+    train_grpo(model, data, settings, torch.Generator().manual_seed(0),
+               on_step=lambda step, stats: rewards.append(stats["reward"]))
     assert len(rewards) == 3
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 

@@ -12,7 +12,7 @@ METHOD = Method(
     stages=STAGES,
     run_stage=run_stage,
     metrics=(
-        Metric("token_entropy", False, "mean entropy (nats) of the policy's token distribution at CoT step `step`"),
+        Metric("token_entropy", False, "mean entropy (nats) of the policy's distribution at CoT step `step`"),
         Metric("train_loss", False, "supervised training loss per epoch"),
         Metric("train_reward", True, "GRPO mean rollout reward per step"),
     ),

@@ -39,12 +39,13 @@ def dirichlet_support(probs: torch.Tensor) -> torch.Tensor:
 
 
 def dirichlet_concentration(probs: torch.Tensor, support: torch.Tensor, scale: float) -> torch.Tensor:
-    """Concentration on ``support``: probs floored, renormalised over the support, times ``scale`` (0 off it)."""
+    """Concentration on ``support``: probs floored, renormalised there, times ``scale`` (0 off it)."""
     floored = probs.clamp_min(DIRICHLET_FLOOR) * support
     return scale * floored / floored.sum(-1, keepdim=True)
 
 
-def dirichlet_log_prob(weights: torch.Tensor, concentration: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+def dirichlet_log_prob(weights: torch.Tensor, concentration: torch.Tensor,
+                       support: torch.Tensor) -> torch.Tensor:
     """Log density of Dirichlet(concentration) restricted to ``support`` at ``weights`` (last dim)."""
     conc = torch.where(support, concentration, torch.ones_like(concentration))
     log_x = weights.clamp_min(1e-30).log()
@@ -71,7 +72,8 @@ def rollout(model, prompt: torch.Tensor, num_steps: int, mode: str, *, k: int = 
         elif mode == "dirichlet":
             support = dirichlet_support(probs)
             conc = dirichlet_concentration(probs, support, dirichlet_scale)
-            gamma = torch._standard_gamma(torch.where(support, conc, torch.ones_like(conc)), generator) * support
+            shape = torch.where(support, conc, torch.ones_like(conc))
+            gamma = torch._standard_gamma(shape, generator) * support
             weights = gamma / gamma.sum(-1, keepdim=True).clamp_min(1e-30)
             support_seen.append(support)
         else:
@@ -79,7 +81,8 @@ def rollout(model, prompt: torch.Tensor, num_steps: int, mode: str, *, k: int = 
                 tokens = probs.argmax(-1, keepdim=True)
             else:
                 draw = (step_logits / k).softmax(-1) if (mode == "mts" and normalize) else probs
-                tokens = torch.multinomial(draw, k if mode == "mts" else 1, replacement=True, generator=generator)
+                tokens = torch.multinomial(draw, k if mode == "mts" else 1, replacement=True,
+                                           generator=generator)
             tokens_seen.append(tokens)
             weights = F.one_hot(tokens, V).float().mean(1)
         weights_seen.append(weights)
@@ -103,7 +106,10 @@ def rollout_batched(model, prompt: torch.Tensor, num_steps: int, mode: str, batc
     """``rollout`` over chunks of at most ``batch_size`` rows (bounded memory for pass@k draws)."""
     parts = [rollout(model, prompt[i: i + batch_size], num_steps, mode, **kwargs)
              for i in range(0, prompt.shape[0], batch_size)]
-    cat = (lambda name: None if getattr(parts[0], name) is None else torch.cat([getattr(p, name) for p in parts]))
+
+    def cat(name: str) -> torch.Tensor | None:
+        return None if getattr(parts[0], name) is None else torch.cat([getattr(p, name) for p in parts])
+
     return Rollout(cat("step_probs"), cat("step_tokens"), cat("step_weights"), cat("answer"), cat("support"))
 
 

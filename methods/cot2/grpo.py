@@ -43,7 +43,8 @@ class GRPOSettings:
 
 
 def step_log_probs(model, prompt: torch.Tensor, weights: torch.Tensor, tokens: torch.Tensor | None,
-                   answer: torch.Tensor, s: GRPOSettings, support: torch.Tensor | None = None) -> torch.Tensor:
+                   answer: torch.Tensor, s: GRPOSettings,
+                   support: torch.Tensor | None = None) -> torch.Tensor:
     """(N, S + 1) log-probs of the rollout's steps and answer under the model, with gradients."""
     S = weights.shape[1]
     embeds = torch.cat([embed_tokens(model, prompt), embed_mixture(model, weights)], 1)
@@ -85,8 +86,8 @@ def train_grpo(model, split: ReasoningSplit, s: GRPOSettings, generator: torch.G
         ref_logps = None
         if ref_model is not None:
             with torch.no_grad():
-                ref_logps = step_log_probs(ref_model, prompt, out.step_weights, out.step_tokens, out.answer, s,
-                                           out.support)
+                ref_logps = step_log_probs(ref_model, prompt, out.step_weights, out.step_tokens, out.answer,
+                                           s, out.support)
         loss, stats = policy_loss(logps, None, advantages, torch.ones_like(logps), cfg, ref_logps)
         opt.zero_grad()
         loss.backward()

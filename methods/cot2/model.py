@@ -49,7 +49,10 @@ def logits(model: GPT2LMHeadModel, embeds: torch.Tensor, last: int = 0,
         raise ValueError(f"sequence of {T} tokens exceeds the model's {cfg.n_positions} positions")
     H = cfg.n_head
     p = cfg.resid_pdrop if model.training else 0.0
-    drop = (lambda x, rate: F.dropout(x, rate) if rate else x)  # no dispatch at all when off
+
+    def drop(x: torch.Tensor, rate: float) -> torch.Tensor:
+        return F.dropout(x, rate) if rate else x  # no dispatch at all when off
+
     h = drop(embeds + tr.wpe.weight[:T], cfg.embd_pdrop if model.training else 0.0)
     for blk in tr.h:
         a = F.layer_norm(h, (d,), blk.ln_1.weight, blk.ln_1.bias, blk.ln_1.eps)

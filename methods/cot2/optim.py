@@ -13,8 +13,9 @@ import torch
 
 
 class FlatAdamW:
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01) -> None:
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01) -> None:
         self.params = [p for p in dict.fromkeys(params) if p.requires_grad]  # tied weights once
         total = sum(p.numel() for p in self.params)
         ref = self.params[0]

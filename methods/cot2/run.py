@@ -7,7 +7,7 @@ Families (``family:`` in the config):
 - ``grpo``: policy optimisation from a stage's checkpoint (``after:``) with MTS (K tokens; K = 1 is
   discrete GRPO) or Dirichlet rollouts.
 
-Stages (``stages:`` in the config): ``discrete_sft``, ``cot2_csft``, which write ``model.pt`` + ``model.json``.
+Stages (``stages:`` in the config): ``discrete_sft``, ``cot2_csft``; they write ``model.pt``, ``model.json``.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def _load(stage_dir: Path, split: ReasoningSplit):
     return model, meta["family"]
 
 
-def evaluate(ctx: RunContext, model, test: ReasoningSplit, decode: str, *, k: int = 1, step: float | None = None,
-             final: bool = True) -> float:
+def evaluate(ctx: RunContext, model, test: ReasoningSplit, decode: str, *, k: int = 1,
+             step: float | None = None, final: bool = True) -> float:
     """Record accuracy (and, when final, per-step entropy, discrete pass@k and a few samples)."""
     args: ModelArgs = ctx.args
     S = test.num_steps if ctx.family != "no_cot" else 0
@@ -118,7 +118,8 @@ def _train_sft(ctx: RunContext, family: str):
     data = ctx.load_data()
     train, test = data["train"], data["test"]
     model = _model_for(args, train)
-    ctx.log(f"{family}: {args.n_layers}L {args.n_heads}H d={args.d_model}, {len(train)} train / {len(test)} test, "
+    ctx.log(f"{family}: {args.n_layers}L {args.n_heads}H d={args.d_model}, {len(train)} train / "
+            f"{len(test)} test, "
             f"{sum(p.numel() for p in model.parameters()):,} parameters")
     targets = top_beam_targets(train, args.top_beams) if (family == "cot2_csft" and args.top_beams) else None
     decode = args.decode or DEFAULT_DECODE[family]
@@ -129,9 +130,9 @@ def _train_sft(ctx: RunContext, family: str):
             ctx.record("train_loss", loss, split="train", step=epoch)
             ctx.log(f"epoch {epoch}/{args.epochs} loss {loss:.4f} test accuracy {acc:.3f}")
 
-    train_epochs(model, SUPERVISION[family], train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                 weight_decay=args.weight_decay, generator=torch.Generator().manual_seed(ctx.seed),
-                 targets=targets, on_epoch=on_epoch)
+    train_epochs(model, SUPERVISION[family], train, epochs=args.epochs, batch_size=args.batch_size,
+                 lr=args.lr, weight_decay=args.weight_decay,
+                 generator=torch.Generator().manual_seed(ctx.seed), targets=targets, on_epoch=on_epoch)
     return model, test, decode
 
 
@@ -146,7 +147,8 @@ def run(ctx: RunContext) -> None:
         evaluate(ctx, model, test, decode)
         return
     if len(ctx.inputs) != 1:
-        raise ValueError(f"cot2 variant '{ctx.variant}' ({ctx.family}) starts from a stage: give it `after: <stage>`")
+        raise ValueError(f"cot2 variant '{ctx.variant}' ({ctx.family}) starts from a stage: "
+                         f"give it `after: <stage>`")
     data = ctx.load_data()
     train, test = data["train"], data["test"]
     model, start_family = _load(next(iter(ctx.inputs.values())), train)
@@ -174,7 +176,8 @@ def run(ctx: RunContext) -> None:
 FAMILIES = {
     "no_cot": Family("no_cot", "answer right after the prompt (no chain of thought)", SFTArgs),
     "discrete_sft": Family("discrete_sft", "discrete CoT SFT on one valid trace", SFTArgs),
-    "cot2_csft": Family("cot2_csft", "CoT2 continuous SFT on the traces' per-step token distributions", SFTArgs),
+    "cot2_csft": Family("cot2_csft", "CoT2 continuous SFT on the traces' per-step token distributions",
+                        SFTArgs),
     "evaluate": Family("evaluate", "a stage's checkpoint evaluated as it is (GRPO's starting point)",
                        EvaluateArgs),
     "grpo": Family("grpo", "GRPO with MTS (K tokens; K=1 discrete) or Dirichlet rollouts, from a stage",
