@@ -14,11 +14,15 @@ from methods.core.api import Benchmark, Method
 METHODS: dict[str, str] = {
     "cat": "methods.cat",
     "bread": "methods.bread",
+    "cot2": "methods.cot2",
 }
 
 BENCHMARKS: dict[str, str] = {
     "mqar": "benchmarks.mqar",
     "chain_reasoning": "benchmarks.chain_reasoning",
+    "mnns": "benchmarks.mnns",
+    "prontoqa": "benchmarks.prontoqa",
+    "prosqa": "benchmarks.prosqa",
 }
 
 

@@ -1,0 +1,71 @@
+"""GPT-2 (transformers ``GPT2LMHeadModel``) with a continuous-token input mode.
+
+A continuous token is a point on the probability simplex over the vocabulary; its input embedding is
+the probability-weighted sum of the token embeddings, ``alpha @ W_te`` (CoT2, arXiv 2505.23648, Eq. 1).
+A discrete token is the one-hot special case, so one forward over input embeddings serves all variants.
+
+``logits`` is a lean re-statement of GPT-2's forward over the very parameters of the transformers
+module (same pre-LN blocks, tanh GELU, tied head; ``test_cot2_model`` checks equality with
+``GPT2LMHeadModel.forward``). It skips the generic machinery (masks, caches, output classes) whose
+per-call overhead dominates at these sizes; on a CUDA box or for long prompts HF's forward is
+equivalent and can be used instead (``use_hf_forward``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
+
+
+def build_gpt2(vocab_size: int, n_positions: int, d_model: int, n_layers: int, n_heads: int,
+               dropout: float = 0.0) -> GPT2LMHeadModel:
+    if d_model % n_heads:
+        raise ValueError(f"d_model {d_model} must be divisible by n_heads {n_heads}")
+    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=d_model, n_layer=n_layers,
+                        n_head=n_heads, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+                        bos_token_id=None, eos_token_id=None)
+    return GPT2LMHeadModel(config)
+
+
+def embed_tokens(model: GPT2LMHeadModel, tokens: torch.Tensor) -> torch.Tensor:
+    return F.embedding(tokens, model.transformer.wte.weight)
+
+
+def embed_mixture(model: GPT2LMHeadModel, weights: torch.Tensor) -> torch.Tensor:
+    """(..., V) simplex weights -> (..., d) embeddings: the continuous token."""
+    return weights @ model.transformer.wte.weight
+
+
+def logits(model: GPT2LMHeadModel, embeds: torch.Tensor, last: int = 0,
+           use_hf_forward: bool = False) -> torch.Tensor:
+    """Next-token logits at every position (or the last ``last`` positions) for input embeddings (B, T, d)."""
+    if use_hf_forward:
+        out = model(inputs_embeds=embeds).logits
+        return out[:, -last:] if last else out
+    tr, cfg = model.transformer, model.config
+    B, T, d = embeds.shape
+    if T > cfg.n_positions:
+        raise ValueError(f"sequence of {T} tokens exceeds the model's {cfg.n_positions} positions")
+    H = cfg.n_head
+    p = cfg.resid_pdrop if model.training else 0.0
+
+    def drop(x: torch.Tensor, rate: float) -> torch.Tensor:
+        return F.dropout(x, rate) if rate else x  # no dispatch at all when off
+
+    h = drop(embeds + tr.wpe.weight[:T], cfg.embd_pdrop if model.training else 0.0)
+    for blk in tr.h:
+        a = F.layer_norm(h, (d,), blk.ln_1.weight, blk.ln_1.bias, blk.ln_1.eps)
+        qkv = torch.addmm(blk.attn.c_attn.bias, a.reshape(-1, d), blk.attn.c_attn.weight)
+        q, k, v = qkv.view(B, T, 3, H, d // H).permute(2, 0, 3, 1, 4).unbind(0)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=cfg.attn_pdrop if model.training else 0.0)
+        o = torch.addmm(blk.attn.c_proj.bias, o.transpose(1, 2).reshape(B * T, d), blk.attn.c_proj.weight)
+        h = h + drop(o.view(B, T, d), p)
+        a = F.layer_norm(h, (d,), blk.ln_2.weight, blk.ln_2.bias, blk.ln_2.eps)
+        a = F.gelu(torch.addmm(blk.mlp.c_fc.bias, a.reshape(-1, d), blk.mlp.c_fc.weight), approximate="tanh")
+        h = h + drop(torch.addmm(blk.mlp.c_proj.bias, a, blk.mlp.c_proj.weight).view(B, T, d), p)
+    if last:
+        h = h[:, -last:]
+    h = F.layer_norm(h, (d,), tr.ln_f.weight, tr.ln_f.bias, tr.ln_f.eps)
+    return h @ tr.wte.weight.T

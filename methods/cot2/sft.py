@@ -1,0 +1,87 @@
+"""Supervised objectives and the epoch loop: no-CoT, discrete CoT SFT, CoT2 continuous SFT (CSFT).
+
+All three are teacher-forced, so a minibatch is one forward over (prompt | step inputs):
+
+- discrete SFT: step inputs are the trace's tokens; cross-entropy on every step and on the answer.
+- CSFT (arXiv 2505.23648, Sec. 4; official ``hard_teacher``): step inputs are the *target* mixtures
+  alpha*_t (their embeddings alpha*_t @ W_te); loss = sum_t KL(alpha*_t || softmax) on the steps plus
+  cross-entropy on the answer. Top-B: alpha*_t from the B best traces only (official ``beam``).
+- no-CoT: the answer right after the prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.reasoning import ReasoningSplit
+from methods.cot2.model import embed_mixture, embed_tokens, logits
+from methods.cot2.optim import FlatAdamW
+
+SUPERVISIONS = ("no_cot", "discrete", "csft")
+
+
+def top_beam_targets(split: ReasoningSplit, beams: int) -> torch.Tensor:
+    """Per-step empirical token distribution of the ``beams`` best valid traces (needs ranked traces)."""
+    if split.traces is None or split.num_valid is None:
+        raise ValueError("top-B targets need ranked traces; this benchmark provides frontier targets only")
+    n, M, S = split.traces.shape
+    keep = (torch.arange(M)[None] < split.num_valid.clamp_max(beams)[:, None]).float()  # (n, M)
+    onehot = F.one_hot(split.traces, split.vocab_size).float() * keep[:, :, None, None]
+    return onehot.sum(1) / keep.sum(1)[:, None, None]
+
+
+def supervised_loss(model, kind: str, prompt: torch.Tensor, answer: torch.Tensor,
+                    trace: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                    target_entropy: torch.Tensor | None = None) -> torch.Tensor:
+    prompt_embeds = embed_tokens(model, prompt)
+    if kind == "no_cot":
+        final = logits(model, prompt_embeds, last=1)[:, 0]
+        return F.cross_entropy(final, answer)
+    if kind == "discrete":
+        S = trace.shape[1]
+        out = logits(model, torch.cat([prompt_embeds, embed_tokens(model, trace)], 1), last=S + 1)
+        return F.cross_entropy(out.flatten(0, 1), torch.cat([trace, answer[:, None]], 1).flatten()) * (S + 1)
+    if kind == "csft":
+        S = targets.shape[1]
+        out = logits(model, torch.cat([prompt_embeds, embed_mixture(model, targets)], 1), last=S + 1)
+        logp = out.log_softmax(-1)
+        # KL(alpha* || p) = -H(alpha*) - sum alpha* log p; H(alpha*) has no gradient, so it is passed in
+        # (``target_entropy``) or computed here, which keeps the loss value a true KL.
+        if target_entropy is None:
+            target_entropy = -(targets * targets.clamp_min(1e-12).log()).sum(-1).sum(1)
+        cross = -(targets.flatten(1) * logp[:, :S].flatten(1)).sum(1)
+        return (cross - target_entropy).mean() + F.nll_loss(logp[:, S], answer)
+    raise ValueError(f"unknown supervision '{kind}'; known: {', '.join(SUPERVISIONS)}")
+
+
+def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_size: int, lr: float,
+                 weight_decay: float, generator: torch.Generator, targets: torch.Tensor | None = None,
+                 on_epoch: Callable[[int, float], None] | None = None) -> FlatAdamW:
+    """Shuffled minibatch epochs with AdamW at a constant learning rate (as the official code)."""
+    model.train()
+    opt = FlatAdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    targets = split.step_targets if targets is None else targets
+    entropy = -(targets * targets.clamp_min(1e-12).log()).sum(-1).sum(1)
+    n = len(split)
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(n, generator=generator)
+        # one gather per epoch; minibatches are then contiguous slices (views, no per-step copies)
+        prompt, answer, trace = split.prompt[order], split.answer[order], split.trace[order]
+        soft, ent = (targets[order], entropy[order]) if kind == "csft" else (None, None)
+        total = torch.zeros(())
+        for start in range(0, n, batch_size):
+            end = start + batch_size
+            loss = supervised_loss(model, kind, prompt[start:end], answer[start:end], trace[start:end],
+                                   None if soft is None else soft[start:end],
+                                   None if ent is None else ent[start:end])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        if on_epoch is not None:
+            on_epoch(epoch, float(total) / -(-n // batch_size))
+            model.train()
+    return opt

@@ -1,0 +1,75 @@
+"""Timing benchmark (not a test): one CSFT epoch at the official setting and one MTS-GRPO step.
+
+    OMP_NUM_THREADS=1 python -m methods.cot2.speed [--epochs 3] [--grpo-steps 20]
+
+CSFT epoch: 2 layers, 2 heads, d=24, batch 16, lr 1e-4, the full MNNS training split (4 digits 1-9,
+multiset split) and its validation pass (continuous decoding of the held-out split), one torch thread:
+the setting of the official ``scripts/continuous_evaluation.sh``, whose epoch takes ~11 s on the
+2-core dev machine (issue 6). MTS-GRPO step: 16 prompts x 8 rollouts, K = 3 (official defaults).
+Prints wall and CPU seconds; on a shared machine CPU seconds are the fairer number, and the load
+average printed alongside says how contended the wall time was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from benchmarks.mnns import MNNSArgs, load
+from methods.cot2.decode import rollout
+from methods.cot2.grpo import GRPOSettings, train_grpo
+from methods.cot2.model import build_gpt2
+from methods.cot2.sft import train_epochs
+
+OFFICIAL_EPOCH_SECONDS = 11.0  # official CSFT epoch on this machine, one thread (issue 6)
+
+
+def _timed(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--grpo-steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data = load(MNNSArgs(), 0)
+    train, test = data["train"], data["test"]
+    torch.manual_seed(0)
+    model = build_gpt2(train.vocab_size, train.prompt.shape[1] + train.num_steps, 24, 2, 2)
+    gen = torch.Generator().manual_seed(0)
+
+    def epoch() -> None:
+        train_epochs(model, "csft", train, epochs=1, batch_size=16, lr=1e-4, weight_decay=0.01, generator=gen)
+        rollout(model, test.prompt, test.num_steps, "continuous")  # the validation pass
+
+    epoch()  # warm-up (allocator, first-call dispatch)
+    times = [_timed(epoch) for _ in range(args.epochs)]
+    wall = statistics.median(t[0] for t in times)
+    cpu = statistics.median(t[1] for t in times)
+    load1 = os.getloadavg()[0]
+    print(f"CSFT epoch ({len(train)} train + {len(test)} validation examples, batch 16, 2L 2H d=24, "
+          f"{torch.get_num_threads()} thread): wall {wall:.3f} s, CPU {cpu:.3f} s "
+          f"(median of {args.epochs}); official ~{OFFICIAL_EPOCH_SECONDS:.0f} s -> "
+          f"{OFFICIAL_EPOCH_SECONDS / wall:.1f}x by wall, {OFFICIAL_EPOCH_SECONDS / cpu:.1f}x by CPU; "
+          f"load average {load1:.2f} on {os.cpu_count()} cores")
+    settings = GRPOSettings(sampling="mts", k=3, steps=1, prompts_per_step=16, rollouts=8, lr=5e-6)
+    train_grpo(model, train, settings, gen)  # warm-up
+    settings.steps = args.grpo_steps
+    g_wall, g_cpu = _timed(lambda: train_grpo(model, train, settings, gen))
+    print(f"MTS-GRPO step (16 prompts x 8 rollouts, K=3): wall {1000 * g_wall / args.grpo_steps:.1f} ms, "
+          f"CPU {1000 * g_cpu / args.grpo_steps:.1f} ms (mean of {args.grpo_steps}); "
+          f"load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
