@@ -14,11 +14,13 @@ from methods.core.api import Benchmark, Method
 METHODS: dict[str, str] = {
     "cat": "methods.cat",
     "bread": "methods.bread",
+    "tldr": "methods.tldr",
 }
 
 BENCHMARKS: dict[str, str] = {
     "mqar": "benchmarks.mqar",
     "chain_reasoning": "benchmarks.chain_reasoning",
+    "verbose_sum": "benchmarks.verbose_sum",
 }
 
 
