@@ -39,6 +39,9 @@ def save_policy(model: PreTrainedModel, directory: Path) -> None:
 
 def load_policy(path: str | Path, device: torch.device, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """A causal LM by local path or hub id (the paper profile passes a hub id here)."""
+    text = str(path)
+    if (text.startswith((".", "/")) or text.count("/") > 1) and not Path(text).is_dir():
+        raise FileNotFoundError(f"no saved policy at {text}: run the SFT stage first (snakemake does)")
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
     return model.to(device)
 

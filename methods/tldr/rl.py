@@ -3,10 +3,12 @@
 Each training prompt carries a level token (short, medium, long) and each level its own token budget
 ``B``; a response's reward is its correctness minus a length penalty relative to that budget,
 
-    r = 1[correct] - alpha * max(0, L - B) / B,
+    r = 1[correct] - alpha * |L - B| / B        (penalty="distance", the default), or
+    r = 1[correct] - alpha * max(0, L - B) / B  (penalty="over": only exceeding the budget costs),
 
-so the policy learns to drop the redundant re-checks and to read the level token as how much it may
-think. The policy update is the shared engine's GRPO (``methods/rl``): group-normalised advantages
+so the policy learns to drop the redundant re-checks and to read the level token as how long to
+think. With "over" every level collapses to the shortest correct trace (nothing rewards thinking
+longer); "distance" makes each level aim at its budget, which is what multi-level control asks for. The policy update is the shared engine's GRPO (``methods/rl``): group-normalised advantages
 and the clipped-ratio loss; rollouts come from the KV-cached sampler of ``methods/tldr/generation``.
 """
 
@@ -29,6 +31,11 @@ class LengthReward:
 
     budgets: dict[str, int]
     alpha: float
+    penalty: str = "distance"
+
+    def __post_init__(self) -> None:
+        if self.penalty not in ("distance", "over"):
+            raise ValueError(f"penalty must be 'distance' or 'over', got {self.penalty!r}")
 
     def budget_of(self, level_ids: torch.Tensor) -> torch.Tensor:
         table = torch.zeros(max(LEVELS.values()) + 1)
@@ -41,7 +48,9 @@ class LengthReward:
         answer, length, _ = parse_responses(responses)
         correct = (answer == answers).float()
         budget = self.budget_of(level_ids)
-        penalty = self.alpha * (length.float() - budget).clamp(min=0) / budget
+        excess = length.float() - budget
+        excess = excess.abs() if self.penalty == "distance" else excess.clamp(min=0)
+        penalty = self.alpha * excess / budget
         return correct - penalty, length
 
 

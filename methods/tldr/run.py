@@ -72,6 +72,7 @@ class BudgetArgs(SweepArgs):
 class TLDRArgs(EvalArgs):
     budgets: dict = field(default_factory=lambda: {"short": 13, "medium": 17, "long": 21})
     length_penalty: float = 0.5
+    penalty: str = "distance"  # or "over": only tokens beyond the budget cost
     rl_steps: int = 60
     prompts_per_step: int = 16
     group_size: int = 8
@@ -189,7 +190,7 @@ def _run_tldr(ctx: RunContext, model, reference, data, generator) -> None:
         raise ValueError(f"tldr budgets: unknown level(s) {sorted(unknown)}; known: short, medium, long")
     cfg = GRPOConfig(group_size=args.group_size, lr=args.rl_lr, loss_type=args.loss_type, beta=args.beta,
                      temperature=args.temperature)
-    reward = LengthReward({k: int(v) for k, v in args.budgets.items()}, args.length_penalty)
+    reward = LengthReward({k: int(v) for k, v in args.budgets.items()}, args.length_penalty, args.penalty)
 
     def on_log(step: int, stats: dict[str, float]) -> None:
         ctx.record("reward", stats["reward"], split="train", step=step)
