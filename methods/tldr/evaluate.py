@@ -22,8 +22,9 @@ class EvalSettings:
     batch_size: int = 512
 
 
-def evaluate(model: PreTrainedModel, split: Split, score: Score, tokens: SpecialTokens, settings: EvalSettings,
-             generator: torch.Generator, control: StopControl | None = None) -> tuple[dict[str, float], torch.Tensor]:
+def evaluate(model: PreTrainedModel, split: Split, score: Score, tokens: SpecialTokens,
+             settings: EvalSettings, generator: torch.Generator, control: StopControl | None = None
+             ) -> tuple[dict[str, float], torch.Tensor]:
     responses = sample(model, split.prompts, split.prompt_lengths, tokens, settings.max_new_tokens, generator,
                        control, settings.temperature, settings.batch_size)
     return score(responses, split), responses

@@ -39,9 +39,9 @@ class SpecialTokens:
     pad: int
 
 
-def control_logits(logits: torch.Tensor, generated: torch.Tensor, thinking: torch.Tensor, control: StopControl,
-                   tokens: SpecialTokens) -> torch.Tensor:
-    """Apply TS and budget forcing to one step's logits (B, V); ``generated`` counts response tokens so far."""
+def control_logits(logits: torch.Tensor, generated: torch.Tensor, thinking: torch.Tensor,
+                   control: StopControl, tokens: SpecialTokens) -> torch.Tensor:
+    """Apply TS and budget forcing to one step's logits (B, V); ``generated``: response tokens so far."""
     logits = logits.float().clone()
     eot = tokens.end_think
     if control.ts_scale != 1.0:
@@ -95,7 +95,8 @@ def sample(model: PreTrainedModel, prompts: torch.Tensor, lengths: torch.Tensor,
         thinking = torch.ones(n, dtype=torch.bool, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         for t in range(max_new_tokens):
-            step_logits = control_logits(logits, torch.full((n,), t, device=device), thinking, control, tokens)
+            so_far = torch.full((n,), t, device=device)
+            step_logits = control_logits(logits, so_far, thinking, control, tokens)
             probs = torch.softmax(step_logits / temperature, -1)
             token = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(device)
             token = torch.where(done, torch.full_like(token, tokens.pad), token)

@@ -20,7 +20,8 @@ class PolicyArgs:
     init_std: float = 0.1  # initializer_range: wider than the 0.02 default, tiny models learn much faster
 
 
-def build_policy(vocab_size: int, args: PolicyArgs, pad_id: int, bos_id: int, eos_id: int) -> LlamaForCausalLM:
+def build_policy(vocab_size: int, args: PolicyArgs, pad_id: int, bos_id: int, eos_id: int
+                 ) -> LlamaForCausalLM:
     """A from-scratch Llama (RoPE, RMSNorm, SwiGLU); Llama's config round-trips through save/load cleanly."""
     if args.d_model % args.n_heads:
         raise ValueError(f"d_model {args.d_model} must be divisible by n_heads {args.n_heads}")
@@ -37,7 +38,8 @@ def save_policy(model: PreTrainedModel, directory: Path) -> None:
     model.save_pretrained(directory, safe_serialization=True)
 
 
-def load_policy(path: str | Path, device: torch.device, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+def load_policy(path: str | Path, device: torch.device, dtype: torch.dtype = torch.float32
+                ) -> PreTrainedModel:
     """A causal LM by local path or hub id (the paper profile passes a hub id here)."""
     text = str(path)
     if (text.startswith((".", "/")) or text.count("/") > 1) and not Path(text).is_dir():

@@ -8,8 +8,9 @@ Each training prompt carries a level token (short, medium, long) and each level 
 
 so the policy learns to drop the redundant re-checks and to read the level token as how long to
 think. With "over" every level collapses to the shortest correct trace (nothing rewards thinking
-longer); "distance" makes each level aim at its budget, which is what multi-level control asks for. The policy update is the shared engine's GRPO (``methods/rl``): group-normalised advantages
-and the clipped-ratio loss; rollouts come from the KV-cached sampler of ``methods/tldr/generation``.
+longer); "distance" makes each level aim at its budget, which is what multi-level control asks for.
+The policy update is the shared engine's GRPO (``methods/rl``): group-normalised advantages and the
+clipped-ratio loss; rollouts come from the KV-cached sampler of ``methods/tldr/generation``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def train_tldr(model: PreTrainedModel, train: Split, reward: LengthReward, cfg: 
                 on_log(step, stats)
 
 
-def _right_padded(prompts: torch.Tensor, lengths: torch.Tensor, responses: torch.Tensor, pad: int) -> torch.Tensor:
+def _right_padded(prompts: torch.Tensor, lengths: torch.Tensor, responses: torch.Tensor, pad: int
+                  ) -> torch.Tensor:
     """Rows prompt + response, right-padded (prompts are left-aligned with PAD after their length)."""
     full = torch.cat([prompts, responses], 1)
     keep = torch.cat([torch.arange(prompts.shape[1])[None, :] < lengths[:, None],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -115,10 +116,14 @@ def _load(ctx: RunContext) -> tuple[torch.nn.Module, dict[str, dict[str, float]]
     return model, reference, ctx.load_data()
 
 
-def _record_vs_sft(ctx: RunContext, metrics: dict[str, float], reference: dict[str, float], split: str) -> None:
+def _record_vs_sft(ctx: RunContext, metrics: dict[str, float], reference: dict[str, float],
+                   split: str) -> None:
     ctx.record_all(metrics, split=split)
     ctx.record("token_reduction_vs_sft", 1.0 - metrics["mean_tokens"] / reference["mean_tokens"], split=split)
     ctx.record("accuracy_change_vs_sft", metrics["accuracy"] - reference["accuracy"], split=split)
+    if "mean_tokens_wrong" in metrics and "mean_tokens_correct" in metrics:
+        ctx.record("wrong_over_correct_tokens", metrics["mean_tokens_wrong"] / metrics["mean_tokens_correct"],
+                   split=split)
 
 
 def _samples(ctx: RunContext, split: Split, responses: torch.Tensor, label: str, n: int = 4) -> None:
@@ -173,14 +178,15 @@ def _run_sweep(ctx: RunContext, model, reference, data, generator) -> None:
     best = curve["test"][knobs.index(chosen)]
     _record_vs_sft(ctx, best, reference["test"], "test")
     ctx.record("operating_point", chosen, split="test")
-    matched = accuracy_at_tokens([m["mean_tokens"] for m in curve["test"]], [m["accuracy"] for m in curve["test"]],
-                                 args.matched_tokens)
+    matched = accuracy_at_tokens([m["mean_tokens"] for m in curve["test"]],
+                                 [m["accuracy"] for m in curve["test"]], args.matched_tokens)
     for target, acc in zip(args.matched_tokens, matched, strict=True):
         ctx.record("accuracy_at_tokens", acc, split="matched", step=target)
     ctx.record("accuracy_matched_tokens", sum(matched) / len(matched), split="test")
-    _, responses = evaluate(model, data["test"].subset(4), ctx.benchmark.score, TOKENS, _settings(args), generator,
+    shown = data["test"].subset(4)
+    _, responses = evaluate(model, shown, ctx.benchmark.score, TOKENS, _settings(args), generator,
                             controls[knobs.index(chosen)])
-    _samples(ctx, data["test"].subset(4), responses, f"{ctx.family}@{chosen}")
+    _samples(ctx, shown, responses, f"{ctx.family}@{chosen}")
 
 
 def _run_tldr(ctx: RunContext, model, reference, data, generator) -> None:
@@ -199,15 +205,20 @@ def _run_tldr(ctx: RunContext, model, reference, data, generator) -> None:
 
     train_tldr(model, data["train"], reward, cfg, args.rl_steps, args.prompts_per_step, args.max_new_tokens,
                TOKENS, generator, ctx.log, args.log_every, on_log)
+    level_tokens = {}
     for level, budget in args.budgets.items():
         split = data["test"].with_level(level)
         metrics, responses = evaluate(model, split, ctx.benchmark.score, TOKENS, _settings(args), generator)
         name = f"test_{level}"
         _record_vs_sft(ctx, metrics, reference["test"], name)
         ctx.record("length_error", abs(metrics["mean_tokens"] - budget) / budget, split=name)
+        level_tokens[budget] = metrics["mean_tokens"]
         ctx.log(f"tldr {level} (budget {budget}): accuracy {metrics['accuracy']:.3f} "
                 f"tokens {metrics['mean_tokens']:.1f}")
         _samples(ctx, split, responses, f"tldr_{level}", n=2)
+    by_budget = [level_tokens[b] for b in sorted(level_tokens)]
+    ctx.record("levels_ordered", float(all(a < b for a, b in pairwise(by_budget))), split="test")
+    ctx.record("level_span", by_budget[-1] - by_budget[0], split="test")
 
 
 FAMILIES = {
@@ -233,6 +244,9 @@ METHOD = Method(
         Metric("accuracy_at_tokens", True, "accuracy interpolated at a mean-token count (step)"),
         Metric("accuracy_matched_tokens", True, "mean accuracy over the matched token counts"),
         Metric("length_error", False, "|mean tokens - level budget| / budget"),
+        Metric("levels_ordered", True, "1 when mean tokens rise with the level budget (short<medium<long)"),
+        Metric("level_span", True, "mean tokens at the longest level minus at the shortest"),
+        Metric("wrong_over_correct_tokens", True, "mean tokens of wrong answers / of right answers"),
         Metric("reward", True, "TLDR training reward"),
         Metric("zero_variance_fraction", False, "share of GRPO groups with equal rewards"),
     ),

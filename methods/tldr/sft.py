@@ -23,7 +23,8 @@ def pack(prompts: torch.Tensor, lengths: torch.Tensor, responses: torch.Tensor, 
     width = int((~is_pad).sum(1).max())
     tokens = tokens[:, :width]
     position = torch.arange(width)[None, :]
-    labels = torch.where((position >= lengths[:, None]) & (tokens != pad), tokens, torch.full_like(tokens, IGNORE))
+    scored = (position >= lengths[:, None]) & (tokens != pad)
+    labels = torch.where(scored, tokens, torch.full_like(tokens, IGNORE))
     return tokens, labels
 
 
@@ -43,4 +44,5 @@ def supervised_finetune(model: PreTrainedModel, tokens: torch.Tensor, labels: to
         width = int((batch_tokens != 0).sum(1).max())  # trim the batch to its longest row
         return sequence_loss(model, batch_tokens[:, :width], batch_labels[:, :width])
 
-    return train(model, cfg, loss_on, tokens.shape[0], torch.Generator().manual_seed(seed), device, dtype, log=log)
+    generator = torch.Generator().manual_seed(seed)
+    return train(model, cfg, loss_on, tokens.shape[0], generator, device, dtype, log=log)
