@@ -61,7 +61,8 @@ def train_tldr(model: PreTrainedModel, train: Split, reward: LengthReward, cfg: 
                on_log: Callable[[int, dict[str, float]], None] | None = None) -> None:
     """GRPO steps: sample prompts at random levels, ``group_size`` responses each, one engine update."""
     learner = GRPOLearner(model, cfg)
-    level_ids = torch.tensor([LEVELS[name] for name in reward.budgets])
+    by_budget = sorted(reward.budgets, key=reward.budgets.__getitem__)  # not the config key order
+    level_ids = torch.tensor([LEVELS[name] for name in by_budget])
     device = next(model.parameters()).device
     for step in range(1, steps + 1):
         idx = torch.randint(0, len(train), (prompts_per_step,), generator=generator)
