@@ -15,6 +15,7 @@ METHODS: dict[str, str] = {
     "cat": "methods.cat",
     "bread": "methods.bread",
     "cot2": "methods.cot2",
+    "tldr": "methods.tldr",
 }
 
 BENCHMARKS: dict[str, str] = {
@@ -23,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "mnns": "benchmarks.mnns",
     "prontoqa": "benchmarks.prontoqa",
     "prosqa": "benchmarks.prosqa",
+    "verbose_sum": "benchmarks.verbose_sum",
 }
 
 
