@@ -13,10 +13,17 @@ from methods.core.api import Benchmark, Method
 
 METHODS: dict[str, str] = {
     "cat": "methods.cat",
+    "ssa": "methods.ssa",
 }
 
 BENCHMARKS: dict[str, str] = {
     "mqar": "benchmarks.mqar",
+    "copying": "benchmarks.copying",
+    "selective_copying": "benchmarks.selective_copying",
+    "ngram_recall": "benchmarks.ngram_recall",
+    "passkey": "benchmarks.passkey",
+    "lm_text": "benchmarks.lm_text",
+    "lm_harness": "benchmarks.lm_harness",
 }
 
 
