@@ -38,8 +38,11 @@ def ssa_sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor
 
 def register() -> None:
     from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     AttentionInterface.register(IMPLEMENTATION, ssa_sdpa_attention)
+    # The same masks as SDPA (padding, cache offsets); an unregistered name would get no mask at all.
+    AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
 
 
 def attention_modules(model: nn.Module) -> Iterator[nn.Module]:
