@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import (GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
-                          LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from methods.ssa import hf_patch
 
@@ -87,10 +95,11 @@ def _tiny_tokenizer(path: Path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = ["<eos>", "<unk>", "the", "cat", "sat", "on", "mat", "dog", "ran", "a", "red", "blue", "is", "sky"]
+    words = "<eos> <unk> the cat sat on mat dog ran a red blue is sky".split()
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>", pad_token="<eos>")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>",
+                                   pad_token="<eos>")
     fast.save_pretrained(path)
     return fast
 
@@ -103,26 +112,26 @@ def local_model(tmp_path: Path) -> Path:
 
 
 def test_paper_loaders_finetune_a_local_model_with_ssa(local_model: Path, tmp_path: Path) -> None:
-    from methods.ssa.pretrained import block_perplexity_nll, finetune, load_causal_lm, load_texts, token_blocks
+    from methods.ssa import pretrained
 
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"text": "the cat sat on the mat a red dog ran"}) + "\n" for _ in range(20)))
-    model, tokenizer = load_causal_lm(str(local_model), torch.device("cpu"), torch.float32)
+    line = json.dumps({"text": "the cat sat on the mat a red dog ran"}) + "\n"
+    corpus.write_text(line * 20)
+    model, tokenizer = pretrained.load_causal_lm(str(local_model), torch.device("cpu"), torch.float32)
     hf_patch.patch(model)
-    blocks = token_blocks(tokenizer, load_texts(str(corpus), None, "train", "text"), seq_len=15)
-    before = block_perplexity_nll(model, blocks, torch.device("cpu"), torch.float32).mean()
-    finetune(model, blocks, steps=30, batch_size=4, lr=3e-3, temperature_lr=1e-2,
+    texts = pretrained.load_texts(str(corpus), None, "train", "text")
+    blocks = pretrained.token_blocks(tokenizer, texts, seq_len=15)
+    before = pretrained.block_perplexity_nll(model, blocks, torch.device("cpu"), torch.float32).mean()
+    pretrained.finetune(model, blocks, steps=30, batch_size=4, lr=3e-3, temperature_lr=1e-2,
              generator=torch.Generator().manual_seed(0), device=torch.device("cpu"), dtype=torch.float32,
              log=lambda _: None)
-    after = block_perplexity_nll(model, blocks, torch.device("cpu"), torch.float32).mean()
+    after = pretrained.block_perplexity_nll(model, blocks, torch.device("cpu"), torch.float32).mean()
     assert after < before
     assert any(p.abs().sum() > 0 for p in hf_patch.ssa_parameters(model))  # the temperatures trained
 
 
-def test_lm_eval_runs_a_local_task_yaml_over_a_local_jsonl(local_model: Path, tmp_path: Path) -> None:
-    from benchmarks.lm_harness import score
-    from methods.ssa.pretrained import lm_eval_results, load_causal_lm
-
+def _local_choice_task(tmp_path: Path) -> Path:
+    """A multiple-choice lm-eval task over a local jsonl (``dataset_path: json``); returns its folder."""
     data = tmp_path / "choice.jsonl"
     rows = [{"query": "the sky is", "choices": ["blue", "red"], "gold": 0},
             {"query": "the cat sat on the", "choices": ["mat", "dog"], "gold": 0},
@@ -140,8 +149,29 @@ def test_lm_eval_runs_a_local_task_yaml_over_a_local_jsonl(local_model: Path, tm
         "doc_to_choice: '{{choices}}'\n"
         "doc_to_target: gold\n"
         "metric_list:\n  - metric: acc\n")
-    model, tokenizer = load_causal_lm(str(local_model), torch.device("cpu"), torch.float32)
-    hf_patch.patch(model)
-    results = lm_eval_results(model, tokenizer, ["octobench_local_choice"], include_path=str(tasks), batch_size=2)
-    metrics = score(results)
-    assert set(metrics) == {"local_choice_acc"} and 0.0 <= metrics["local_choice_acc"] <= 1.0
+    return tasks
+
+
+def test_finetune_job_runs_end_to_end_on_a_local_model_corpus_and_lm_eval_task(local_model: Path,
+                                                                              tmp_path: Path) -> None:
+    import pandas as pd
+
+    from methods.core.config import resolve_jobs, validate_schema
+    from methods.core.job import run_job
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text((json.dumps({"text": "the cat sat on the mat a red dog ran"}) + "\n") * 20)
+    config = {"scale": "test", "replicates": 1, "device": "cpu", "methods": {"ssa": {"benchmarks": {"local": {
+        "benchmark": "lm_harness",
+        "data": {"dataset": str(corpus), "dataset_config": None, "tasks": ["octobench_local_choice"],
+                 "include_path": str(_local_choice_task(tmp_path))},
+        "variants": {"tiny_ssa_ft": {"family": "finetune", "model": str(local_model), "steps": 4,
+                                     "batch_size": 2, "seq_len": 15, "eval_every": 2}}}}}}}
+    validate_schema(config)
+    (spec,) = resolve_jobs(config)
+    spec.out = str(tmp_path / "run")
+    rows = pd.read_parquet(run_job(spec) / "metrics.parquet")
+    curve = rows[(rows.metric == "perplexity") & rows.step.notna()]
+    assert sorted(curve.step) == [0.0, 2.0, 4.0]
+    assert set(rows.metric) >= {"local_choice_acc", "extra_parameters", "extra_parameter_fraction"}
+    assert rows.loc[rows.metric == "extra_parameter_fraction", "value"].item() < 0.005
