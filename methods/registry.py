@@ -16,6 +16,7 @@ METHODS: dict[str, str] = {
     "bread": "methods.bread",
     "cot2": "methods.cot2",
     "tldr": "methods.tldr",
+    "ssa": "methods.ssa",
 }
 
 BENCHMARKS: dict[str, str] = {
@@ -25,6 +26,12 @@ BENCHMARKS: dict[str, str] = {
     "prontoqa": "benchmarks.prontoqa",
     "prosqa": "benchmarks.prosqa",
     "verbose_sum": "benchmarks.verbose_sum",
+    "copying": "benchmarks.copying",
+    "selective_copying": "benchmarks.selective_copying",
+    "ngram_recall": "benchmarks.ngram_recall",
+    "passkey": "benchmarks.passkey",
+    "lm_text": "benchmarks.lm_text",
+    "lm_harness": "benchmarks.lm_harness",
 }
 
 

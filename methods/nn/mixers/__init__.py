@@ -12,10 +12,16 @@ from torch import nn
 
 from methods.nn.mixers.attention import Attention
 from methods.nn.mixers.cat import ConvAttention
+from methods.nn.mixers.lcat import LandmarkConvAttention
+from methods.nn.mixers.mamba import MambaMixer
+from methods.nn.mixers.ssa import SelectiveAttention
 
 MIXERS: dict[str, type[nn.Module]] = {
     "attention": Attention,
     "cat": ConvAttention,
+    "lcat": LandmarkConvAttention,
+    "mamba": MambaMixer,
+    "ssa": SelectiveAttention,
 }
 
 
