@@ -13,10 +13,13 @@ from methods.core.api import Benchmark, Method
 
 METHODS: dict[str, str] = {
     "cat": "methods.cat",
+    "ttt": "methods.ttt",
 }
 
 BENCHMARKS: dict[str, str] = {
     "mqar": "benchmarks.mqar",
+    "icl_regression": "benchmarks.icl_regression",
+    "tabular_icl": "benchmarks.tabular_icl",
 }
 
 
