@@ -98,8 +98,9 @@ def pretrain_task_std(args: ICLRegressionArgs) -> np.ndarray:
     return np.sqrt(var)
 
 
-def target_tasks(args: ICLRegressionArgs, alignment: float, n_tasks: int, rng: np.random.Generator) -> np.ndarray:
-    """beta = sqrt(a) beta_in + sqrt(1-a) beta_out, each part of squared norm ~ d (isotropic in its subspace)."""
+def target_tasks(args: ICLRegressionArgs, alignment: float, n_tasks: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """beta = sqrt(a) beta_in + sqrt(1-a) beta_out; each part of squared norm ~ d."""
     if not 0.0 <= alignment <= 1.0:
         raise ValueError(f"alignment must lie in [0, 1], got {alignment}")
     d, r = args.dim, args.pretrain_rank
@@ -130,7 +131,8 @@ def load(args: ICLRegressionArgs, seed: int) -> ICLRegressionData:
     splits = {}
     for name, alignment in args.alignments.items():
         for part, n_tasks in (("val", args.num_val_tasks), ("test", args.num_test_tasks)):
-            splits[f"{part}_{name}"] = make_tasks(args, target_tasks(args, alignment, n_tasks, rng), x_std, rng)
+            beta = target_tasks(args, alignment, n_tasks, rng)
+            splits[f"{part}_{name}"] = make_tasks(args, beta, x_std, rng)
     return ICLRegressionData(args=args, sigma_x_sqrt=torch.as_tensor(x_std, dtype=torch.float32),
                              pretrain_beta_std=torch.as_tensor(pretrain_task_std(args), dtype=torch.float32),
                              splits=splits)

@@ -128,7 +128,8 @@ def task_name(spec: str) -> str:
     return f"{kind}_{name}"
 
 
-def make_task(spec: str, x: np.ndarray, y: np.ndarray, args: TabularArgs, rng: np.random.Generator) -> TabularTask:
+def make_task(spec: str, x: np.ndarray, y: np.ndarray, args: TabularArgs,
+              rng: np.random.Generator) -> TabularTask:
     x = np.asarray(x, dtype=np.float32)
     y = encode_labels(y)
     if len(y) < args.min_rows:
@@ -164,7 +165,8 @@ def score(probabilities: np.ndarray, y_true: np.ndarray, num_classes: int) -> di
     """Accuracy and log-loss of class probabilities (columns = classes 0..C-1)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.shape != (len(y_true), num_classes):
-        raise ValueError(f"probabilities have shape {probabilities.shape}, expected {(len(y_true), num_classes)}")
+        expected = (len(y_true), num_classes)
+        raise ValueError(f"probabilities have shape {probabilities.shape}, expected {expected}")
     return {"accuracy": accuracy_score(y_true, probabilities.argmax(1)),
             "log_loss": log_loss(y_true, np.clip(probabilities, 1e-7, 1.0), labels=np.arange(num_classes))}
 

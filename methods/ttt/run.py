@@ -15,7 +15,8 @@ from methods.ttt.tabular import (
 from methods.ttt.theory import LinearICLArgs, LinearTTTArgs, run_theory
 
 FAMILIES = {
-    "linear_icl": Family("linear_icl", "pretrained one-layer linear attention, in-context only", LinearICLArgs),
+    "linear_icl": Family("linear_icl", "pretrained one-layer linear attention, in-context only",
+                         LinearICLArgs),
     "linear_ttt": Family("linear_ttt", "the same model after one rank-one TTT gradient step on k rows",
                          LinearTTTArgs),
     "tabpfn": Family("tabpfn", "TabPFNClassifier(model_path=...) in context, no weight update", TabPFNArgs),
@@ -40,7 +41,8 @@ BENCHMARK_FAMILIES = {
 def run(ctx: RunContext) -> None:
     allowed = BENCHMARK_FAMILIES[ctx.benchmark.name]
     if ctx.family not in allowed:
-        raise ValueError(f"family '{ctx.family}' does not run on {ctx.benchmark.name}; use one of {sorted(allowed)}")
+        raise ValueError(f"family '{ctx.family}' does not run on {ctx.benchmark.name}; "
+                         f"use one of {sorted(allowed)}")
     (run_theory if ctx.benchmark.name == "icl_regression" else run_tabular)(ctx)
 
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from methods.ttt.prior import sample_tasks
 
+RESERVED_KEYS = ("state_dict", "config", "architecture_name", "inference_config")
 CHECKPOINT_NAME = "tabpfn-v2-octobench-classifier.ckpt"  # "v2" naming: tabpfn infers the version from it
 
 
@@ -40,10 +41,10 @@ def identity_inference_config() -> Any:
 
     base = InferenceConfig.get_default("multiclass", "v2")
     return dataclasses.replace(
-        base, PREPROCESS_TRANSFORMS=[PreprocessorConfig("none", categorical_name="numeric", append_original=False,
-                                                        global_transformer_name=None)],
-        FEATURE_SHIFT_METHOD=None, CLASS_SHIFT_METHOD=None, FINGERPRINT_FEATURE=False, OUTLIER_REMOVAL_STD=None,
-        SOFTMAX_TEMPERATURE=1.0, N_ESTIMATORS=1)
+        base, PREPROCESS_TRANSFORMS=[PreprocessorConfig("none", categorical_name="numeric",
+                                                        append_original=False, global_transformer_name=None)],
+        FEATURE_SHIFT_METHOD=None, CLASS_SHIFT_METHOD=None, FINGERPRINT_FEATURE=False,
+        OUTLIER_REMOVAL_STD=None, SOFTMAX_TEMPERATURE=1.0, N_ESTIMATORS=1)
 
 
 def build_small_model(emsize: int, nlayers: int, nhead: int, max_num_classes: int, init_std: float,
@@ -83,8 +84,9 @@ def save_checkpoint(model: torch.nn.Module, config: Any, path: Path, inference_c
 def require_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"TabPFN checkpoint {path} does not exist; octobench never lets tabpfn download "
-                                f"weights: put the file there (paper profile) or run the pretraining stage")
+        raise FileNotFoundError(f"TabPFN checkpoint {path} does not exist; octobench never lets tabpfn "
+                                f"download weights: put the file there (paper profile) or run the "
+                                f"pretraining stage")
     return path
 
 
@@ -97,7 +99,8 @@ def load_model(path: str | Path) -> torch.nn.Module:
 
 
 def classifier_proba(path: str | Path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                     num_classes: int, device: str = "cpu", inference_config: Any | None = None) -> np.ndarray:
+                     num_classes: int, device: str = "cpu",
+                     inference_config: Any | None = None) -> np.ndarray:
     """``TabPFNClassifier(model_path=path)`` fit on the context, class probabilities for 0..C-1."""
     import warnings
 
@@ -117,7 +120,7 @@ def classifier_proba(path: str | Path, x_train: np.ndarray, y_train: np.ndarray,
 
 def classify_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_train: int,
                   num_classes: int) -> torch.Tensor:
-    """Cross-entropy of the rows after ``num_train`` given the first ones as context: x (R, B, F), y (R, B)."""
+    """Cross-entropy of the rows after ``num_train``, the first ones the context: x (R, B, F), y (R, B)."""
     logits = model(x, y[:num_train])[..., :num_classes]
     return F.cross_entropy(logits.reshape(-1, num_classes), y[num_train:].reshape(-1).long())
 
@@ -150,14 +153,16 @@ def pretrain_on_prior(model: torch.nn.Module, steps: int, batch: int, rows: int,
 
 
 def finetune_on_context(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, steps: int, lr: float,
-                        query_fraction: float, splits_per_step: int, generator: torch.Generator) -> list[float]:
+                        query_fraction: float, splits_per_step: int,
+                        generator: torch.Generator) -> list[float]:
     """Test-time training on the prompt's own rows: leave-some-out splits of the context, batched."""
     if not 0 < query_fraction < 1:
         raise ValueError(f"query_fraction must lie in (0, 1), got {query_fraction}")
     n = len(y)
     num_queries = max(1, int(round(query_fraction * n)))
     if n - num_queries < 2:
-        raise ValueError(f"a context of {n} rows is too small to fine-tune on with query_fraction {query_fraction}")
+        raise ValueError(f"a context of {n} rows is too small to fine-tune on with query_fraction "
+                         f"{query_fraction}")
     num_classes = int(y.max()) + 1
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -175,8 +180,9 @@ def finetune_on_context(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, st
     return losses
 
 
-def ttt_proba(path: str | Path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, num_classes: int,
-              steps: int, lr: float, query_fraction: float, splits_per_step: int, generator: torch.Generator,
+def ttt_proba(path: str | Path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+              num_classes: int, steps: int, lr: float, query_fraction: float, splits_per_step: int,
+              generator: torch.Generator,
               device: str = "cpu", inference_config: Any | None = None) -> np.ndarray:
     """Fine-tune a copy of the checkpoint on the context, then predict through ``model_path`` as usual."""
     from tabpfn.checkpoint import Checkpoint
@@ -188,6 +194,5 @@ def ttt_proba(path: str | Path, x_train: np.ndarray, y_train: np.ndarray, x_test
     with tempfile.TemporaryDirectory() as tmp:
         tuned = save_checkpoint(model, original["config"], Path(tmp) / source.name,
                                 original.get("inference_config"),
-                                {k: v for k, v in original.items()
-                                 if k not in ("state_dict", "config", "architecture_name", "inference_config")})
+                                {k: v for k, v in original.items() if k not in RESERVED_KEYS})
         return classifier_proba(tuned, x_train, y_train, x_test, num_classes, device, inference_config)

@@ -111,10 +111,12 @@ def predictor_for(ctx: RunContext) -> Predictor:
         if ctx.family == "tabpfn":
             return lambda x, y, xt, c: classifier_proba(path, x, y, xt, c, device, inference)
         generator = torch.Generator().manual_seed(ctx.seed)
-        return lambda x, y, xt, c: ttt_proba(path, x, y, xt, c, args.ttt_steps, args.ttt_lr, args.query_fraction,
-                                             args.splits_per_step, generator, device, inference)
+        return lambda x, y, xt, c: ttt_proba(path, x, y, xt, c, args.ttt_steps, args.ttt_lr,
+                                             args.query_fraction, args.splits_per_step, generator, device,
+                                             inference)
     if ctx.family == "logistic_regression":
-        return lambda x, y, xt, c: logistic_regression_proba(x, y, xt, c, args.c_grid, args.max_folds, ctx.seed)
+        return lambda x, y, xt, c: logistic_regression_proba(x, y, xt, c, args.c_grid, args.max_folds,
+                                                             ctx.seed)
     if ctx.family == "hist_gradient_boosting":
         return lambda x, y, xt, c: hist_gradient_boosting_proba(x, y, xt, c, args.leaf_grid, args.lr_grid,
                                                                 args.max_iter, args.max_folds, ctx.seed)
@@ -164,7 +166,8 @@ def matched_size_factor(sizes: list[int], reference_acc: list[float], accuracy: 
     return math.exp(logs[i - 1] + frac * (logs[i] - logs[i - 1])) / n
 
 
-def record_ttt_effect(ctx: RunContext, ttt: dict[str, dict[int, dict]], base: dict[str, dict[int, dict]]) -> None:
+def record_ttt_effect(ctx: RunContext, ttt: dict[str, dict[int, dict]],
+                      base: dict[str, dict[int, dict]]) -> None:
     sizes, headline = list(ctx.data_args.train_sizes), ctx.data_args.headline_size
     for n in sizes:
         factors, gains = [], []

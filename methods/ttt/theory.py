@@ -54,7 +54,7 @@ def _slice(tasks: TaskSet, n: int, k: int) -> tuple[torch.Tensor, ...]:
 
 def evaluate(ctx: RunContext, weight: torch.Tensor, val: TaskSet, test: TaskSet, n: int, k: int,
              grid: torch.Tensor | None) -> tuple[float, float, float]:
-    """Test MSE without TTT, with TTT (step size chosen on val; equals no-TTT when grid is None), and the step."""
+    """Test MSE without TTT, with TTT (step chosen on val; no TTT when grid is None), and the step."""
     score = ctx.benchmark.score
     cx, cy, _, _, qx = _slice(test, n, k)
     icl = score(predict(weight, cx, cy, qx), test.query_y)["mse"]
@@ -82,7 +82,8 @@ def run_theory(ctx: RunContext) -> None:
     for name in dargs.alignments:
         val, test = data.splits[f"val_{name}"], data.splits[f"test_{name}"]
         for k in dargs.ks:
-            icl, ttt, step = evaluate(ctx, weights[dargs.context_length], val, test, dargs.context_length, k, grid)
+            icl, ttt, step = evaluate(ctx, weights[dargs.context_length], val, test, dargs.context_length, k,
+                                      grid)
             ctx.record("mse_vs_k", ttt, split=name, step=k)
             if grid is not None:
                 ctx.record("ttt_step_size", step, split=name, step=k)
