@@ -73,11 +73,12 @@ def test_table_files_load_from_csv_and_arff_like_openml_tables(tmp_path):
     x = rng.standard_normal((40, 3))
     y = np.where(x[:, 0] > 0, "yes", "no")
     csv = tmp_path / "table.csv"
-    csv.write_text("a,b,c,label\n" + "\n".join(f"{r[0]},{r[1]},{r[2]},{lab}" for r, lab in zip(x, y, strict=True)))
+    rows = "\n".join(f"{r[0]},{r[1]},{r[2]},{lab}" for r, lab in zip(x, y, strict=True))
+    csv.write_text("a,b,c,label\n" + rows)
     arff = tmp_path / "table.arff"
     arff.write_text("@RELATION t\n@ATTRIBUTE a NUMERIC\n@ATTRIBUTE b NUMERIC\n@ATTRIBUTE c NUMERIC\n"
                     "@ATTRIBUTE label {yes,no}\n@DATA\n"
-                    + "\n".join(f"{r[0]},{r[1]},{r[2]},{lab}" for r, lab in zip(x, y, strict=True)))
+                    + rows)
     args = TabularArgs(train_sizes=[4, 8], headline_size=4, max_test=20)
     for path in (csv, arff):
         xs, ys = load_source(f"file:{path}", args)

@@ -48,8 +48,8 @@ def test_finetuning_on_the_context_changes_weights_and_ttt_predicts_through_mode
     x, y = _table(1)
     model = load_model(checkpoint)
     before = [p.detach().clone() for p in model.parameters()]
-    losses = finetune_on_context(model, x[:20], y[:20], steps=3, lr=1e-2, query_fraction=0.3, splits_per_step=2,
-                                 generator=torch.Generator().manual_seed(0))
+    losses = finetune_on_context(model, x[:20], y[:20], steps=3, lr=1e-2, query_fraction=0.3,
+                                 splits_per_step=2, generator=torch.Generator().manual_seed(0))
     assert len(losses) == 3
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     proba = ttt_proba(checkpoint, x[:20], y[:20], x[20:], 2, steps=2, lr=1e-2, query_fraction=0.3,
