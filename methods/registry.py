@@ -17,6 +17,7 @@ METHODS: dict[str, str] = {
     "cot2": "methods.cot2",
     "tldr": "methods.tldr",
     "ssa": "methods.ssa",
+    "ttt": "methods.ttt",
 }
 
 BENCHMARKS: dict[str, str] = {
@@ -32,6 +33,8 @@ BENCHMARKS: dict[str, str] = {
     "passkey": "benchmarks.passkey",
     "lm_text": "benchmarks.lm_text",
     "lm_harness": "benchmarks.lm_harness",
+    "icl_regression": "benchmarks.icl_regression",
+    "tabular_icl": "benchmarks.tabular_icl",
 }
 
 

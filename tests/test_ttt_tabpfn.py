@@ -1,0 +1,63 @@
+"""The TabPFN track goes through tabpfn's own checkpoint format, loader and classifier, never the hub."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from methods.ttt.prior import sample_tasks
+from methods.ttt.tabpfn_model import (
+    build_small_model,
+    classifier_proba,
+    finetune_on_context,
+    identity_inference_config,
+    load_model,
+    save_checkpoint,
+    ttt_proba,
+)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model, config = build_small_model(emsize=8, nlayers=1, nhead=2, max_num_classes=4, init_std=0.02, seed=0)
+    return save_checkpoint(model, config, tmp_path_factory.mktemp("ckpt") / "tabpfn-v2-test-classifier.ckpt",
+                           identity_inference_config())
+
+
+def _table(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((40, 3)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(np.int64)
+
+
+def test_saved_checkpoint_loads_through_tabpfn_model_path_and_predicts_probabilities(checkpoint):
+    x, y = _table()
+    proba = classifier_proba(checkpoint, x[:20], y[:20], x[20:], 3)
+    assert proba.shape == (20, 3)
+    assert np.allclose(proba.sum(1), 1.0) and np.all(proba[:, 2] == 0)
+
+
+def test_missing_checkpoint_is_an_error_not_a_download(tmp_path):
+    x, y = _table()
+    with pytest.raises(FileNotFoundError, match="never lets tabpfn"):
+        classifier_proba(tmp_path / "absent.ckpt", x[:20], y[:20], x[20:], 2)
+
+
+def test_finetuning_on_the_context_changes_weights_and_ttt_predicts_through_model_path(checkpoint):
+    x, y = _table(1)
+    model = load_model(checkpoint)
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = finetune_on_context(model, x[:20], y[:20], steps=3, lr=1e-2, query_fraction=0.3,
+                                 splits_per_step=2, generator=torch.Generator().manual_seed(0))
+    assert len(losses) == 3
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    proba = ttt_proba(checkpoint, x[:20], y[:20], x[20:], 2, steps=2, lr=1e-2, query_fraction=0.3,
+                      splits_per_step=2, generator=torch.Generator().manual_seed(0))
+    assert proba.shape == (20, 2) and np.allclose(proba.sum(1), 1.0)
+
+
+def test_prior_tasks_have_tabpfn_layout_and_the_asked_classes():
+    batch = sample_tasks(torch.Generator().manual_seed(0), batch=3, rows=50, features=4, classes=3)
+    assert batch.x.shape == (50, 3, 4) and batch.y.shape == (50, 3)
+    assert set(batch.y.unique().tolist()) <= {0.0, 1.0, 2.0}
