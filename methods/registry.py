@@ -13,10 +13,15 @@ from methods.core.api import Benchmark, Method
 
 METHODS: dict[str, str] = {
     "cat": "methods.cat",
+    "cap": "methods.cap",
 }
 
 BENCHMARKS: dict[str, str] = {
     "mqar": "benchmarks.mqar",
+    "lt_gmm": "benchmarks.lt_gmm",
+    "lt_digits": "benchmarks.lt_digits",
+    "lt_mnist1d": "benchmarks.lt_mnist1d",
+    "cifar_lt": "benchmarks.cifar_lt",
 }
 
 
