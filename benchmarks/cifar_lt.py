@@ -3,7 +3,7 @@
 Reads CIFAR's own pickle format from a local folder (no download, no torchvision: torchvision is not
 installed in this suite's environment, and augmentation is done in torch by ``methods/cap/train.py``):
 
-    <root>/cifar-10-batches-py/data_batch_1 .. data_batch_5, test_batch   {b"data": uint8 (N, 3072), b"labels"}
+    <root>/cifar-10-batches-py/data_batch_1 .. data_batch_5, test_batch  {b"data": uint8 (N, 3072), b"labels"}
     <root>/cifar-100-python/train, test                                  {b"data", b"fine_labels"}
 
 Training counts follow Cao et al.'s exponential profile (``n_max`` per head class, imbalance 100 or 10);
@@ -25,7 +25,8 @@ from methods.core.api import Benchmark
 from methods.core.seeding import numpy_rng
 
 LAYOUT = {
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels", 10),
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels",
+                10),
     "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels", 100),
 }
 

@@ -171,7 +171,9 @@ def score_split(predictions: torch.Tensor, data: ClassificationSplits, split: st
     """Score predictions on one split (``train``, ``val`` or ``test``) of a long-tailed task."""
     if split not in ("train", "val", "test"):
         raise ValueError(f"unknown split '{split}'; known: train, val, test")
-    labels = data.y_train_clean if split == "train" and data.y_train_clean is not None else getattr(data, f"y_{split}")
+    labels = getattr(data, f"y_{split}")
+    if split == "train" and data.y_train_clean is not None:
+        labels = data.y_train_clean
     return score(predictions, labels, data.num_classes, data.test_weights)
 
 

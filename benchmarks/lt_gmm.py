@@ -32,7 +32,8 @@ def load(args: GMMArgs, seed: int) -> ClassificationSplits:
     rng = numpy_rng(seed)
     means = rng.standard_normal((args.num_classes, args.dim))
     means *= args.separation / np.linalg.norm(means, axis=1, keepdims=True)
-    sigmas = args.sigma * np.exp(rng.uniform(-args.difficulty_spread, args.difficulty_spread, args.num_classes))
+    spread = args.difficulty_spread
+    sigmas = args.sigma * np.exp(rng.uniform(-spread, spread, args.num_classes))
     per_class = args.n_max + max(args.min_val_per_class, round(args.val_fraction * args.n_max)) \
         + args.test_per_class
     y = np.repeat(np.arange(args.num_classes), per_class)

@@ -58,7 +58,8 @@ def knn_label_noise(x: torch.Tensor, y: torch.Tensor, num_classes: int, neighbou
 
 
 @torch.no_grad()
-def class_difficulty(logits: torch.Tensor, labels: torch.Tensor, num_classes: int, strength: float = 2.0) -> np.ndarray:
+def class_difficulty(logits: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                     strength: float = 2.0) -> np.ndarray:
     """Per-class mean soft error ``1 - softmax(z)_y`` on validation, shrunk towards its overall mean.
 
     Continuous (lower variance than 0-1 error on a handful of examples); pass balanced (logit-adjusted)

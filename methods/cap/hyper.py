@@ -66,7 +66,8 @@ def _init_table(rows: int, heads: tuple[str, ...]) -> torch.Tensor:
 class AttributeToHyper(ClassHyperparameters):
     """CAP: a linear map from the class-attribute dictionary (K, F) to the raw loss terms."""
 
-    def __init__(self, features: torch.Tensor, frequency: np.ndarray, heads: tuple[str, ...], init_tau: float):
+    def __init__(self, features: torch.Tensor, frequency: np.ndarray, heads: tuple[str, ...],
+                 init_tau: float):
         super().__init__(frequency, heads)
         self.register_buffer("features", features.float())
         theta = _init_table(features.shape[1], self.heads)

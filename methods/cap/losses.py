@@ -30,7 +30,8 @@ def _check(logits: torch.Tensor, targets: torch.Tensor, per_class: torch.Tensor 
     if logits.ndim != 2:
         raise ValueError(f"logits must be (batch, classes), got shape {tuple(logits.shape)}")
     if targets.shape != logits.shape[:1]:
-        raise ValueError(f"targets must be (batch,), got {tuple(targets.shape)} for logits {tuple(logits.shape)}")
+        raise ValueError(f"targets must be (batch,), got {tuple(targets.shape)} for logits "
+                         f"{tuple(logits.shape)}")
     if per_class is not None and per_class.shape[-1] != logits.shape[1]:
         raise ValueError(f"per-class vector has {per_class.shape[-1]} entries for {logits.shape[1]} classes")
 
@@ -41,8 +42,9 @@ def log_prior(class_counts: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.log(counts / counts.sum()).float()
 
 
-def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over examples of ``-omega_y log softmax(z)_y`` (not renormalised by the weights, as in AutoBalance)."""
+def weighted_ce(logits: torch.Tensor, targets: torch.Tensor,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over examples of ``-omega_y log softmax(z)_y`` (not renormalised by the weights; AutoBalance)."""
     per_example = F.cross_entropy(logits, targets, reduction="none")
     if weight is not None:
         per_example = per_example * weight[targets]
@@ -51,7 +53,7 @@ def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tenso
 
 def parametric_loss(logits: torch.Tensor, targets: torch.Tensor, delta: torch.Tensor | None = None,
                     iota: torch.Tensor | None = None, omega: torch.Tensor | None = None) -> torch.Tensor:
-    """The CAP / AutoBalance family ``-omega_y log softmax(delta * z + iota)_y``; None means the CE default."""
+    """The CAP / AutoBalance family ``-omega_y log softmax(delta * z + iota)_y``; None: the CE default."""
     _check(logits, targets)
     z = logits
     if delta is not None:
@@ -107,7 +109,8 @@ def drw_weight(class_counts: np.ndarray, progress: float, start: float = 0.8,
     return class_balanced_weights(class_counts, beta) if progress >= start else None
 
 
-def vs_parameters(class_counts: np.ndarray, gamma: float = 0.2, tau: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def vs_parameters(class_counts: np.ndarray, gamma: float = 0.2,
+                  tau: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Kini et al.: delta_j = (n_j / n_max)^gamma, iota_j = tau log pi_j."""
     counts = np.maximum(np.asarray(class_counts, dtype=np.float64), 1.0)
     delta = torch.as_tensor(np.power(counts / counts.max(), gamma), dtype=torch.float32)

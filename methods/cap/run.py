@@ -161,7 +161,8 @@ class Task:
               on_step_factory=None) -> torch.nn.Module:
         model = self.model(args, normed_head)
         hook = on_step_factory(model) if on_step_factory else None
-        fit(model, self.x_train, self.y_train, loss_fn, optim_config(args), self.generator, self.ctx.log, hook)
+        fit(model, self.x_train, self.y_train, loss_fn, optim_config(args), self.generator, self.ctx.log,
+            hook)
         return model
 
     def score(self, logits: torch.Tensor, split: str) -> dict[str, float]:
@@ -281,7 +282,8 @@ def run_bilevel(task: Task, family: str, args: BilevelArgs) -> None:
 
     def refresh() -> None:  # re-measure validation difficulty with the current model
         if "difficulty" in args.attributes and family == "cap":
-            attrs.difficulty = class_difficulty(predict_logits(state["model"], task.x_val), task.y_val, task.k)
+            val_logits = predict_logits(state["model"], task.x_val)
+            attrs.difficulty = class_difficulty(val_logits, task.y_val, task.k)
             hyper.set_features(dictionary(attrs, tuple(args.attributes)).to(task.ctx.device))
 
     def factory(model: torch.nn.Module) -> HypergradientStep:

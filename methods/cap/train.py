@@ -38,7 +38,8 @@ class OptimConfig:
     log_every: int = 100
 
 
-def make_optimizer(params, cfg: OptimConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def make_optimizer(params, cfg: OptimConfig) -> tuple[torch.optim.Optimizer,
+                                                      torch.optim.lr_scheduler.LRScheduler]:
     params = list(params)
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -71,7 +72,8 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int 
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, cfg: OptimConfig,
-        generator: torch.Generator, log: Callable[[str], None] = print, on_step: StepHook | None = None) -> None:
+        generator: torch.Generator, log: Callable[[str], None] = print,
+        on_step: StepHook | None = None) -> None:
     """Train ``model`` on (x, y) with ``loss_fn``; ``on_step`` runs before each step (bilevel updates)."""
     opt, sched = make_optimizer(model.parameters(), cfg)
     n = y.shape[0]
@@ -123,7 +125,8 @@ class BilevelConfig:
 class HypergradientStep:
     """The ``on_step`` hook of bilevel training: one hyperparameter update per call (when due)."""
 
-    def __init__(self, model: nn.Module, hyper: ClassHyperparameters, x_val: torch.Tensor, y_val: torch.Tensor,
+    def __init__(self, model: nn.Module, hyper: ClassHyperparameters, x_val: torch.Tensor,
+                 y_val: torch.Tensor,
                  num_classes: int, cfg: BilevelConfig, test_weights: torch.Tensor | None = None,
                  refresh: Callable[[], None] | None = None):
         self.model, self.hyper, self.x_val, self.y_val = model, hyper, x_val, y_val
@@ -141,9 +144,11 @@ class HypergradientStep:
         terms = self.hyper()
         train_loss = parametric_loss(functional_call(self.model, (params, buffers), (xb,)), yb, **terms)
         grads = torch.autograd.grad(train_loss, list(params.values()), create_graph=True)
-        virtual = {name: p - self.cfg.inner_lr * g for (name, p), g in zip(params.items(), grads, strict=True)}
+        virtual = {name: p - self.cfg.inner_lr * g
+                   for (name, p), g in zip(params.items(), grads, strict=True)}
         val_logits = functional_call(self.model, (virtual, buffers), (self.x_val,))
-        value = objective_value(per_class_losses(val_logits, self.y_val, self.num_classes, self.cfg.surrogate), self.cfg.objective,
+        class_losses = per_class_losses(val_logits, self.y_val, self.num_classes, self.cfg.surrogate)
+        value = objective_value(class_losses, self.cfg.objective,
                                 self.test_weights, self.cfg.worst_sharpness, self.cfg.std_weight)
         self.opt.zero_grad(set_to_none=True)
         value.backward(inputs=list(self.hyper.parameters()))
@@ -157,7 +162,8 @@ def fit_posthoc(hyper: ClassHyperparameters, val_logits: torch.Tensor, y_val: to
     opt = torch.optim.Adam(hyper.parameters(), lr=cfg.hyper_lr)
     history = []
     for _ in range(steps):
-        value = objective_value(per_class_losses(adjust(val_logits, hyper()), y_val, num_classes, cfg.surrogate),
+        class_losses = per_class_losses(adjust(val_logits, hyper()), y_val, num_classes, cfg.surrogate)
+        value = objective_value(class_losses,
                                 cfg.objective, test_weights, cfg.worst_sharpness, cfg.std_weight)
         opt.zero_grad(set_to_none=True)
         value.backward()
