@@ -204,3 +204,48 @@ def test_adjust_applies_multiplicative_then_additive_terms():
     out = adjust(z, {"delta": torch.tensor([2.0, 0.5]), "iota": torch.tensor([0.0, 1.0]), "omega": None})
     assert torch.allclose(out, torch.tensor([[2.0, 2.0]]))
     assert per_class_losses(out, torch.tensor([1]), 2)[1] == pytest.approx(np.log(2.0), rel=1e-5)
+
+
+@pytest.mark.parametrize("variant,family,extra", [
+    ("ce", "ce", {}),
+    ("posthoc_la", "posthoc_la", {"tau": [0.5, 1.0]}),
+    ("ldam_drw", "ldam_drw", {"scale": 5.0}),
+    ("cap_worst", "cap", {"objective": "worst", "attributes": ["frequency", "noise", "difficulty"]}),
+    ("free_posthoc_bal", "free_posthoc", {}),
+    ("cap_posthoc_weighted", "cap_posthoc", {"objective": "weighted", "attributes": ["frequency", "weight"]}),
+])
+def test_every_family_runs_and_records_the_benchmark_metrics_on_val_and_test(tmp_path, variant, family,
+                                                                             extra):
+    from methods.cap.run import FAMILIES, METHOD
+    from methods.core.api import RunContext
+
+    data_args = lt_gmm.GMMArgs(num_classes=4, dim=3, n_max=40, imbalance=10.0, test_per_class=10,
+                               noise_rate=0.1)
+    if family in ("cap_posthoc", "free_posthoc"):
+        extra = {**extra, "posthoc_steps": 5}
+    args = FAMILIES[family].args(steps=12, **extra)
+    ctx = RunContext(scale="test", benchmark_id="lt_gmm", benchmark=lt_gmm.BENCHMARK, method=METHOD,
+                     variant=variant, family=family, replicate=0, seed=1, data_seed=2, args=args,
+                     data_args=data_args, device=torch.device("cpu"), dtype=torch.float32, out_dir=tmp_path)
+    ctx.log = lambda message: None
+    METHOD.run(ctx)
+    recorded = {(r["split"], r["metric"]) for r in ctx.rows}
+    for split in ("val", "test"):
+        for metric in ("balanced_error", "worst_class_error", "std_class_error", "weighted_error"):
+            assert (split, metric) in recorded
+    assert all(0.0 <= r["value"] <= 1.0 for r in ctx.rows if r["metric"].endswith("error"))
+
+
+def test_unknown_objective_is_a_clear_error(tmp_path):
+    from methods.cap.run import FAMILIES, METHOD
+    from methods.core.api import RunContext
+
+    ctx = RunContext(scale="test", benchmark_id="lt_gmm", benchmark=lt_gmm.BENCHMARK, method=METHOD,
+                     variant="cap_x", family="cap_posthoc", replicate=0, seed=1, data_seed=2,
+                     args=FAMILIES["cap_posthoc"].args(steps=2, objective="median"),
+                     data_args=lt_gmm.GMMArgs(num_classes=3, dim=2, n_max=10, imbalance=2.0,
+                                              test_per_class=2),
+                     device=torch.device("cpu"), dtype=torch.float32, out_dir=tmp_path)
+    ctx.log = lambda message: None
+    with pytest.raises(ValueError, match="unknown objective 'median'"):
+        METHOD.run(ctx)
