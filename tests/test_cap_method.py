@@ -249,3 +249,30 @@ def test_unknown_objective_is_a_clear_error(tmp_path):
     ctx.log = lambda message: None
     with pytest.raises(ValueError, match="unknown objective 'median'"):
         METHOD.run(ctx)
+
+
+def test_post_hoc_variants_reuse_the_ce_base_stage_instead_of_training(tmp_path):
+    from methods.cap.run import FAMILIES, METHOD, STAGES
+    from methods.core.api import RunContext
+
+    data_args = lt_gmm.GMMArgs(num_classes=3, dim=3, n_max=30, imbalance=5.0, test_per_class=5)
+    lines: list[str] = []
+
+    def context(variant, family, args, out, inputs):
+        ctx = RunContext(scale="test", benchmark_id="lt_gmm", benchmark=lt_gmm.BENCHMARK, method=METHOD,
+                         variant=variant, family=family, replicate=0, seed=3, data_seed=4, args=args,
+                         data_args=data_args, device=torch.device("cpu"), dtype=torch.float32, out_dir=out,
+                         inputs=inputs)
+        ctx.log = lines.append
+        return ctx
+
+    stage_dir = tmp_path / "stage"
+    stage_dir.mkdir()
+    METHOD.run_stage(context("ce_base", "ce_base", STAGES["ce_base"].args(steps=10), stage_dir, {}))
+    ctx = context("cap_posthoc_bal", "cap_posthoc", FAMILIES["cap_posthoc"].args(steps=10, posthoc_steps=3),
+                  tmp_path, {"ce_base": stage_dir})
+    METHOD.run(ctx)
+    assert any("using CE logits from stage ce_base" in line for line in lines)
+    assert not any(line.startswith("step ") for line in lines[lines.index(next(
+        line for line in lines if "using CE logits" in line)):])  # no training after loading
+    assert {r["split"] for r in ctx.rows} >= {"val", "test"}

@@ -235,9 +235,34 @@ def run_baseline(task: Task, family: str, args: TrainArgs) -> None:
     task.record(val_logits, test_logits)
 
 
-def run_posthoc_la(task: Task, args: PosthocLAArgs) -> None:
+BASE_FILE = "ce_logits.pt"
+
+
+def run_stage(ctx: RunContext) -> None:
+    """The shared ``ce_base`` stage: one cross-entropy model per seed whose validation and test logits
+    every post-hoc variant with ``after: <stage>`` adjusts (no retraining per variant at paper scale)."""
+    task = Task(ctx)
+    model = task.train(ctx.args, lambda z, y, _p: losses.cross_entropy(z, y))
+    torch.save({"val": predict_logits(model, task.x_val).cpu(),
+                "test": predict_logits(model, task.x_test).cpu(),
+                "model": model.state_dict()}, ctx.out_dir / BASE_FILE)
+
+
+def base_logits(task: Task, args: TrainArgs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation and test logits of a CE model: from a ``ce_base`` stage when wired, else trained here."""
+    inputs = task.ctx.inputs
+    if inputs:
+        saved = torch.load(next(iter(inputs.values())) / BASE_FILE, map_location=task.ctx.device)
+        if saved["val"].shape[0] != task.y_val.shape[0]:
+            raise ValueError("the ce_base stage was trained on other data (validation sizes differ)")
+        task.ctx.log(f"using CE logits from stage {next(iter(inputs))}")
+        return saved["val"].to(task.ctx.device), saved["test"].to(task.ctx.device)
     model = task.train(args, lambda z, y, _p: losses.cross_entropy(z, y))
-    val_base, test_base = predict_logits(model, task.x_val), predict_logits(model, task.x_test)
+    return predict_logits(model, task.x_val), predict_logits(model, task.x_test)
+
+
+def run_posthoc_la(task: Task, args: PosthocLAArgs) -> None:
+    val_base, test_base = base_logits(task, args)
     val_logits, test_logits, point = _tuned(
         task, args, lambda p: (losses.posthoc_adjusted_logits(val_base, task.counts, p["tau"]),
                                losses.posthoc_adjusted_logits(test_base, task.counts, p["tau"])))
@@ -304,8 +329,7 @@ def run_bilevel(task: Task, family: str, args: BilevelArgs) -> None:
 def run_posthoc(task: Task, family: str, args: PosthocArgs) -> None:
     """CAP (or free) post-hoc logit adjustment of a cross-entropy model, fitted on validation."""
     _check_objective(args)
-    model = task.train(args, lambda z, y, _p: losses.cross_entropy(z, y))
-    val_base, test_base = predict_logits(model, task.x_val), predict_logits(model, task.x_test)
+    val_base, test_base = base_logits(task, args)
     # difficulty from logit-adjusted scores, so that it is not class frequency in disguise
     attrs = task.attributes(args.attributes, losses.posthoc_adjusted_logits(val_base, task.counts, 1.0),
                             args.noise_neighbours)
@@ -354,11 +378,16 @@ FAMILIES = {
                            PosthocArgs),
 }
 
+STAGES = {"ce_base": Family("ce_base", "one cross-entropy model per seed shared by the post-hoc variants",
+                            CEArgs)}
+
 METHOD = Method(
     name="cap",
     paper="arXiv 2401.14343",
     families=FAMILIES,
     run=run,
+    stages=STAGES,
+    run_stage=run_stage,
     benchmarks=("lt_gmm", "lt_digits", "lt_mnist1d", "cifar_lt"),
     metrics=(Metric("num_hyperparameters", False, "size of the fitted hyperparameter model"),
              Metric("chosen_tau", False, "grid point picked on validation"),
