@@ -18,6 +18,7 @@ METHODS: dict[str, str] = {
     "tldr": "methods.tldr",
     "ssa": "methods.ssa",
     "ttt": "methods.ttt",
+    "cap": "methods.cap",
 }
 
 BENCHMARKS: dict[str, str] = {
@@ -35,6 +36,10 @@ BENCHMARKS: dict[str, str] = {
     "lm_harness": "benchmarks.lm_harness",
     "icl_regression": "benchmarks.icl_regression",
     "tabular_icl": "benchmarks.tabular_icl",
+    "lt_gmm": "benchmarks.lt_gmm",
+    "lt_digits": "benchmarks.lt_digits",
+    "lt_mnist1d": "benchmarks.lt_mnist1d",
+    "cifar_lt": "benchmarks.cifar_lt",
 }
 
 
