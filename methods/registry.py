@@ -13,10 +13,12 @@ from methods.core.api import Benchmark, Method
 
 METHODS: dict[str, str] = {
     "cat": "methods.cat",
+    "fedyolo": "methods.fedyolo",
 }
 
 BENCHMARKS: dict[str, str] = {
     "mqar": "benchmarks.mqar",
+    "federated_vision": "benchmarks.federated_vision",
 }
 
 
