@@ -162,9 +162,14 @@ def load_hf_vit(name_or_path: str) -> ViTClassifier:
     from transformers import ViTModel
 
     encoder = ViTModel.from_pretrained(name_or_path, add_pooling_layer=False)
+    size = encoder.config.image_size
+    layers = encoder.layers if hasattr(encoder, "layers") else encoder.encoder.layer  # transformers 5 / 4
 
     def encode(x: torch.Tensor) -> torch.Tensor:
-        return encoder(pixel_values=x).last_hidden_state[:, 0]
+        # Images in [0, 1] at their own size -> the checkpoint's resolution, normalised with mean 0.5 and
+        # std 0.5 as google/vit-*-in21k expect.
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        return encoder(pixel_values=(x - 0.5) / 0.5).last_hidden_state[:, 0]
 
-    return ViTClassifier(encoder, encoder.embeddings, encoder.encoder.layer, encoder.config.hidden_size,
-                         encode)
+    return ViTClassifier(encoder, encoder.embeddings, layers, encoder.config.hidden_size, encode)
