@@ -19,6 +19,7 @@ METHODS: dict[str, str] = {
     "ssa": "methods.ssa",
     "ttt": "methods.ttt",
     "cap": "methods.cap",
+    "fedyolo": "methods.fedyolo",
 }
 
 BENCHMARKS: dict[str, str] = {
@@ -40,6 +41,7 @@ BENCHMARKS: dict[str, str] = {
     "lt_digits": "benchmarks.lt_digits",
     "lt_mnist1d": "benchmarks.lt_mnist1d",
     "cifar_lt": "benchmarks.cifar_lt",
+    "federated_vision": "benchmarks.federated_vision",
 }
 
 

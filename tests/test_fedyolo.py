@@ -1,0 +1,274 @@
+"""FedYolo: data partitions, loaders on local files, modules, and the Flower apps' federated loop.
+
+The loop is exercised in-process (a Grid that hands each message to the ClientApp directly), so the
+tests need no Ray; the Ray simulation itself runs in the smoke DAG.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.federated_vision import (
+    FederatedData,
+    FederatedVisionArgs,
+    TaskData,
+    build,
+    dirichlet_partitions,
+    read_cifar,
+    score,
+)
+from methods.fedyolo.modules import MODULE_KINDS, ModuleSpec, attach, get_state, set_state, set_trainable
+from methods.fedyolo.vit import TinyViTConfig, load_hf_vit, load_tiny_vit, save_tiny_vit, tiny_vit_classifier
+
+SMOKE_VIT = TinyViTConfig(d_model=96, n_layers=3, n_heads=4, patch=8, length=40)
+TINY_VIT = TinyViTConfig(d_model=16, n_layers=2, n_heads=2, patch=8, length=16)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_dirichlet_partitions_are_disjoint_cover_and_repeat_with_the_seed():
+    labels = np.repeat(np.arange(5), 40)
+    parts = dirichlet_partitions(labels, 6, 0.5, 5, seed=3)
+    joined = np.concatenate(parts)
+    assert sorted(joined.tolist()) == list(range(len(labels)))
+    again = dirichlet_partitions(labels, 6, 0.5, 5, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again, strict=True))
+    other = dirichlet_partitions(labels, 6, 0.5, 5, seed=4)
+    assert not all(np.array_equal(a, b) for a, b in zip(parts, other, strict=True))
+
+
+def test_small_alpha_gives_more_skewed_clients_than_large_alpha():
+    labels = np.repeat(np.arange(5), 100)
+
+    def skew(alpha: float) -> float:
+        parts = dirichlet_partitions(labels, 5, alpha, 5, seed=0)
+        return float(np.mean([np.bincount(labels[p], minlength=5).max() / len(p) for p in parts]))
+
+    assert skew(0.1) > skew(100.0) + 0.2
+
+
+def test_score_weights_per_class_accuracy_by_each_clients_label_mix():
+    labels = torch.tensor([0, 0, 1, 1])
+    preds = torch.tensor([0, 0, 0, 0])  # class 0 always right, class 1 always wrong
+    dist = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    out = score(preds, labels, 2, dist)
+    assert out["accuracy"] == 0.5
+    assert out["client_accuracy"] == pytest.approx((1.0 + 0.0 + 0.5) / 3)
+
+
+def _write_cifar(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    c10 = root / "cifar-10-batches-py"
+    c10.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(c10 / name, "wb") as fh:
+            pickle.dump({b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+                         b"labels": [0, 1, 2, 9]}, fh)
+    c100 = root / "cifar-100-python"
+    c100.mkdir()
+    for name, n in (("train", 30), ("test", 10)):
+        with open(c100 / name, "wb") as fh:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         b"fine_labels": list(range(n)), b"coarse_labels": [0] * n}, fh)
+
+
+def test_cifar_pickles_load_as_images_and_partition_into_clients(tmp_path):
+    _write_cifar(tmp_path)
+    c10 = read_cifar(tmp_path, "cifar10")
+    assert c10.x_train.shape == (20, 3, 32, 32) and c10.x_test.shape == (4, 3, 32, 32)
+    assert c10.num_classes == 10 and float(c10.x_train.max()) <= 1.0
+    data = build(FederatedVisionArgs(dataset="cifar", tasks=["cifar100", "cifar10"], data_dir=str(tmp_path),
+                                     num_clients=2, min_partition_size=1, dirichlet_alpha=5.0), seed=0)
+    assert [t.name for t in data.tasks] == ["cifar100", "cifar10"] and data.source is None
+    assert data.tasks[0].num_classes == 100 and sum(len(p) for p in data.tasks[0].partitions) == 30
+
+
+def test_missing_cifar_folder_names_the_folder_to_extract(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar-100-python"):
+        read_cifar(tmp_path, "cifar100")
+
+
+@pytest.mark.parametrize("kind", [k for k in MODULE_KINDS if k != "full"])
+def test_every_module_sends_over_100x_fewer_parameters_than_the_full_model(kind):
+    model = tiny_vit_classifier(SMOKE_VIT)
+    names = attach(model, "t", 5, ModuleSpec(kind), gen())
+    full = sum(p.numel() for n, p in model.encoder.named_parameters() if "lora_" not in n) + 5 * 96 + 5
+    sent = sum(p.numel() for n, p in model.named_parameters() if n in names)
+    assert full / sent >= 100
+
+
+@pytest.mark.parametrize("kind", ["lora", "adapter"])
+def test_lora_and_adapters_start_as_the_pretrained_function(kind):
+    torch.manual_seed(0)
+    model = tiny_vit_classifier(TINY_VIT)
+    x = torch.randn(3, 1, 16)
+    before = model.features(x)
+    attach(model, "t", 3, ModuleSpec(kind), gen())
+    model.active_task = "t"
+    assert torch.allclose(model.features(x), before, atol=1e-6)
+
+
+def test_training_a_module_changes_only_its_parameters():
+    model = tiny_vit_classifier(TINY_VIT)
+    names = attach(model, "t", 3, ModuleSpec("prompt"), gen())
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if n not in names}
+    start = get_state(model, names)
+    params = set_trainable(model, names)
+    opt = torch.optim.SGD(params, lr=0.1)
+    loss = model(torch.randn(4, 1, 16), "t").sum()
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+    trained = get_state(model, names)
+    assert set(trained) == set(names) and any(not torch.equal(trained[n], start[n]) for n in names)
+
+
+def test_per_task_modules_leave_earlier_tasks_untouched_while_full_updates_do_not():
+    x = torch.randn(8, 1, 16)
+    for kind, should_keep in (("adapter", True), ("full", False)):
+        model = tiny_vit_classifier(TINY_VIT)
+        names_a = attach(model, "a", 3, ModuleSpec(kind), gen())
+        names_b = attach(model, "b", 3, ModuleSpec(kind), gen(1))
+        set_trainable(model, names_a)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in names_a:
+                    p.add_(0.1)
+        before = model(x, "a")
+        params = set_trainable(model, names_b)
+        opt = torch.optim.SGD(params, lr=0.5)
+        model(x, "b").pow(2).sum().backward()
+        opt.step()
+        assert torch.allclose(model(x, "a"), before) == should_keep
+
+
+def test_tiny_vit_checkpoint_round_trips_through_a_file(tmp_path):
+    model = tiny_vit_classifier(TINY_VIT)
+    save_tiny_vit(model, tmp_path / "m.pt")
+    loaded = load_tiny_vit(tmp_path / "m.pt")
+    x = torch.randn(2, 1, 16)
+    assert torch.allclose(loaded.features(x), model.features(x))
+
+
+def test_transformers_vit_loads_by_path_and_takes_every_module_kind(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    config = ViTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                       image_size=32, patch_size=8)
+    ViTModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "vit")
+    images = torch.rand(2, 3, 24, 24)  # resized to the checkpoint's 32
+    for kind in MODULE_KINDS:
+        model = load_hf_vit(str(tmp_path / "vit"))
+        names = attach(model, "cifar", 10, ModuleSpec(kind), gen())
+        set_trainable(model, names)
+        model.active_task = "cifar"
+        logits = model(images, "cifar")
+        assert logits.shape == (2, 10)
+        logits.sum().backward()
+        assert all(p.grad is not None for n, p in model.named_parameters() if n in names and "head" not in n)
+
+
+def test_set_state_loads_a_sent_module_into_another_copy():
+    a, b = tiny_vit_classifier(TINY_VIT), tiny_vit_classifier(TINY_VIT)
+    b.load_state_dict(a.state_dict())
+    names_a = attach(a, "t", 3, ModuleSpec("lora"), gen(0))
+    attach(b, "t", 3, ModuleSpec("lora"), gen(5))
+    x = torch.randn(2, 1, 16)
+    with torch.no_grad():
+        for n, p in a.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+    set_state(b, get_state(a, names_a))
+    assert torch.allclose(a(x, "t"), b(x, "t"))
+
+
+def test_fedavg_weights_clients_by_their_example_counts():
+    from methods.fedyolo.server_app import fedavg
+
+    out = fedavg([{"w": torch.tensor([0.0])}, {"w": torch.tensor([3.0])}], [1.0, 2.0])
+    assert out["w"].item() == pytest.approx(2.0)
+
+
+# --- the Flower apps, in process -------------------------------------------------------------------
+
+class InProcessGrid:
+    """A Grid stand-in that delivers each message to the ClientApp of its node (no Ray)."""
+
+    def __init__(self, client_app, num_nodes: int) -> None:
+        self.app = client_app
+        self.nodes = {1000 + i: i for i in range(num_nodes)}  # node id -> partition id
+
+    def get_node_ids(self):
+        return list(self.nodes)
+
+    def send_and_receive(self, messages, timeout=None):
+        from flwr.app import Context, RecordDict
+
+        replies = []
+        for message in messages:
+            node = message.metadata.dst_node_id
+            ctx = Context(run_id=1, node_id=node, node_config={"partition-id": self.nodes[node]},
+                          state=RecordDict(), run_config={})
+            reply = self.app(message, ctx)
+            replies.append(reply)
+        return replies
+
+
+def _tiny_setup(tmp_path: Path, arms: dict):
+    from methods.fedyolo.setup import ArmSpec, Setup
+
+    rng = np.random.default_rng(0)
+
+    def task(name: str) -> TaskData:
+        x = torch.from_numpy(rng.normal(size=(60, 1, 16)).astype(np.float32))
+        y = torch.from_numpy((x[:, 0, :8].sum(-1) > 0).numpy().astype(np.int64))
+        t = TaskData(name, 2, x[:40], y[:40], x[40:], y[40:])
+        t.partitions = [np.arange(0, 20), np.arange(20, 30), np.arange(30, 40)]
+        counts = np.stack([np.bincount(t.y_train.numpy()[p], minlength=2) for p in t.partitions])
+        t.client_label_dist = counts / counts.sum(1, keepdims=True)
+        return t
+
+    torch.manual_seed(0)
+    save_tiny_vit(tiny_vit_classifier(TINY_VIT), tmp_path / "vit.pt")
+    data = FederatedData(tasks=[task("a"), task("b")])
+    return Setup(data=data, backbone=str(tmp_path / "vit.pt"), backbone_kind="tiny",
+                 arms={k: ArmSpec(**v) for k, v in arms.items()}, seed=7, batch_size=8)
+
+
+def _run_federation(tmp_path: Path, arms: dict) -> list[tuple]:
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from methods.fedyolo.client_app import make_client_app
+    from methods.fedyolo.server_app import Federation, ServerConfig
+
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, 0
+    setup = _tiny_setup(tmp_path, arms)
+    rows: list[tuple] = []
+    federation = Federation(setup, ServerConfig(rounds=2, clients_per_round=2, target_accuracy=0.0),
+                            lambda arm, metric, value, split="test", step=None:
+                            rows.append((arm, metric, split, step, value)), log=lambda _m: None)
+    federation.run(InProcessGrid(make_client_app(setup), 3))
+    return rows
+
+
+def test_flower_apps_run_every_arm_kind_and_repeat_exactly(tmp_path):
+    arms = {"full": {"module": "full", "lr": 1e-2}, "lora": {"module": "lora"},
+            "local_head": {"module": "head", "mode": "local", "local_epochs": 2},
+            "multi": {"module": "adapter", "mode": "multitask"}}
+    rows = _run_federation(tmp_path, arms)
+    assert rows == _run_federation(tmp_path, arms)
+    final = {(arm, metric, split): value for arm, metric, split, step, value in rows if step is None}
+    assert final[("full", "bits_total", "test")] / final[("lora", "bits_total", "test")] > 10
+    assert final[("multi", "forgetting", "test")] == 0.0  # the frozen backbone keeps task a's module exact
+    assert final[("local_head", "bits_total", "test")] == 0.0
+    assert final[("full", "rounds_to_target", "test")] == 1.0  # target 0: reached in the first round
+    curve = [step for arm, metric, split, step, _ in rows if arm == "multi" and split == "task1"]
+    assert curve == [1.0, 2.0, 3.0, 4.0]  # task 1 is tracked through task 2's rounds
