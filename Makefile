@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 export OMP_NUM_THREADS ?= 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: bench test lint dashboard clean-results
+.PHONY: bench test lint dashboard readme-results clean-results
 
 bench: $(VENV)/.installed
 	@start=$$(date +%s); \
@@ -33,6 +33,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
+
+# Regenerate the README's claim table from results/claims.parquet (numbers are never typed by hand).
+readme-results: $(VENV)/.installed
+	$(PY) -m methods.core.show --update README.md
 
 clean-results:
 	rm -rf results/runs results/cache results/logs results/scales results/leaderboard.parquet results/claims.parquet

@@ -1,21 +1,88 @@
-"""Print the leaderboard's final test values and the claim verdicts in the terminal."""
+"""Print the leaderboard's final test values and the claim verdicts; or write them into the README.
+
+``python -m methods.core.show``                  terminal tables
+``python -m methods.core.show --markdown``       the claim table as Markdown
+``python -m methods.core.show --update README.md``  replace the block between the results markers, so the
+                                                 README's numbers are generated from the leaderboard
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+from pathlib import Path
 
 import pandas as pd
 
+from methods.core.atomic import write_text
 from methods.core.tables import CLAIMS, LEADERBOARD
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _number(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.3e}"
+
+
+def _paper_value(value: float, unit: str) -> str:
+    if unit == "boolean":
+        return "claimed"  # a direction, not a number: the check column says which
+    if unit == "upper_bound":
+        return f"< {_number(value)}"
+    return f"{_number(value)} {unit}"
+
+
+def claims_markdown(claims: pd.DataFrame, scale: str = "smoke") -> str:
+    """One Markdown row per claim of ``scale``: the paper's value beside ours (mean [95% CI], n seeds)."""
+    rows = claims[claims["scale"] == scale]
+    lines = [f"Scale `{scale}`: {int((rows['verdict'] == 'holds').sum())} of "
+             f"{int((rows['verdict'] != 'not measured').sum())} measured claims hold "
+             f"({int((rows['verdict'] == 'not measured').sum())} not measured at this scale).", "",
+             "| method | claim (paper setting) | ours: variant · benchmark metric | paper | check | "
+             "ours: mean [95% CI] (n) | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows.sort_values(["method", "verdict"], kind="stable").itertuples():
+        if r.verdict == "not measured":
+            continue
+        ours = f"{_number(r.our_value)} [{_number(r.our_ci_low)}, {_number(r.our_ci_high)}] ({_number(r.our_n)})"
+        paper = _paper_value(r.paper_value, r.unit)
+        setting = str(r.setting).replace("|", "/")
+        verdict = f"**{r.verdict}**" if r.verdict == "fails" else r.verdict
+        lines.append(f"| {r.method} | {setting} | `{r.our_variant}` · {r.our_benchmark} {r.our_metric} | {paper} | "
+                     f"`{r.check}` | {ours} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_block(path: Path, block: str) -> None:
+    """Replace the text between the results markers of ``path`` (atomically)."""
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{path}: no '{START}' ... '{END}' block to update")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    write_text(path, f"{head}{START}\n{block}{END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default="results")
     parser.add_argument("--split", default="test")
+    parser.add_argument("--scale", default="smoke", help="scale of the Markdown claim table")
+    parser.add_argument("--markdown", action="store_true", help="print the claim table as Markdown")
+    parser.add_argument("--update", type=Path, help="write the claim table into this file's results block")
     args = parser.parse_args(argv)
-    board = LEADERBOARD.read(f"{args.results}/leaderboard.parquet")
     claims = CLAIMS.read(f"{args.results}/claims.parquet")
+    if args.markdown or args.update:
+        block = claims_markdown(claims, args.scale)
+        if args.update:
+            update_block(args.update, block)
+            print(f"updated {args.update}")
+        else:
+            print(block, end="")
+        return
+    board = LEADERBOARD.read(f"{args.results}/leaderboard.parquet")
     finals = board[board["step"].isna() & (board["split"] == args.split)]
     table = finals.assign(ci=(finals["ci_high"] - finals["ci_low"]) / 2)[
         ["scale", "benchmark", "method", "variant", "metric", "mean", "ci", "n"]]
