@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from benchmarks.sequence import IGNORE, TokenSplit, token_accuracy
+from benchmarks.sequence import IGNORE, TokenSplit, score_tokens, test_split_name
 from methods.core.api import Benchmark, Metric
 from methods.core.seeding import numpy_rng
 
@@ -49,13 +49,8 @@ def load(args: CopyingArgs, seed: int) -> dict[str, TokenSplit]:
     rng = numpy_rng(seed)
     splits = {"train": generate(args.num_train, args.vocab_size, args.copy_len, rng)}
     for m in args.length_multipliers:
-        name = "test" if m == 1 else f"test_{m}x"
-        splits[name] = generate(args.num_test, args.vocab_size, args.copy_len * m, rng)
+        splits[test_split_name(m)] = generate(args.num_test, args.vocab_size, args.copy_len * m, rng)
     return splits
-
-
-def score(predictions: torch.Tensor, split: TokenSplit) -> dict[str, float]:
-    return token_accuracy(predictions, split.labels)
 
 
 BENCHMARK = Benchmark(
@@ -63,7 +58,7 @@ BENCHMARK = Benchmark(
     doc=__doc__ or "",
     data_args=CopyingArgs,
     load=load,
-    score=score,
+    score=score_tokens,
     metrics=(Metric("accuracy", True, "share of copied tokens right"),
              Metric("sequence_accuracy", True, "share of sequences copied exactly")),
 )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from benchmarks.sequence import IGNORE, TokenSplit, token_accuracy
+from benchmarks.sequence import IGNORE, TokenSplit, score_tokens, test_split_name
 from methods.core.api import Benchmark, Metric
 from methods.core.seeding import numpy_rng
 
@@ -69,13 +69,8 @@ def load(args: MQARArgs, seed: int) -> dict[str, TokenSplit]:
     gen = dict(vocab_size=args.vocab_size, num_kv_pairs=args.num_kv_pairs, power_a=args.power_a, rng=rng)
     splits = {"train": generate(args.num_train, seq_len=args.seq_len, **gen)}
     for m in args.length_multipliers:
-        name = "test" if m == 1 else f"test_{m}x"
-        splits[name] = generate(args.num_test, seq_len=args.seq_len * m, **gen)
+        splits[test_split_name(m)] = generate(args.num_test, seq_len=args.seq_len * m, **gen)
     return splits
-
-
-def score(predictions: torch.Tensor, split: TokenSplit) -> dict[str, float]:
-    return token_accuracy(predictions, split.labels)
 
 
 BENCHMARK = Benchmark(
@@ -83,7 +78,7 @@ BENCHMARK = Benchmark(
     doc=__doc__ or "",
     data_args=MQARArgs,
     load=load,
-    score=score,
+    score=score_tokens,
     metrics=(Metric("accuracy", True, "share of queried values recalled"),
              Metric("sequence_accuracy", True, "share of sequences with every query right")),
 )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from benchmarks.sequence import IGNORE, TokenSplit, token_accuracy
+from benchmarks.sequence import IGNORE, TokenSplit, score_tokens, test_split_name
 from methods.core.api import Benchmark, Metric
 from methods.core.seeding import numpy_rng
 
@@ -55,12 +55,8 @@ def load(args: NgramRecallArgs, seed: int) -> dict[str, TokenSplit]:
     rng = numpy_rng(seed)
     splits = {"train": generate(args.num_train, args, args.num_kv_pairs, rng)}
     for m in args.length_multipliers:
-        splits["test" if m == 1 else f"test_{m}x"] = generate(args.num_test, args, args.num_kv_pairs * m, rng)
+        splits[test_split_name(m)] = generate(args.num_test, args, args.num_kv_pairs * m, rng)
     return splits
-
-
-def score(predictions: torch.Tensor, split: TokenSplit) -> dict[str, float]:
-    return token_accuracy(predictions, split.labels)
 
 
 BENCHMARK = Benchmark(
@@ -68,7 +64,7 @@ BENCHMARK = Benchmark(
     doc=__doc__ or "",
     data_args=NgramRecallArgs,
     load=load,
-    score=score,
+    score=score_tokens,
     metrics=(Metric("accuracy", True, "share of queried values recalled"),
              Metric("sequence_accuracy", True, "share of sequences with every query right")),
 )

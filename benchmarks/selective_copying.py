@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from benchmarks.sequence import IGNORE, TokenSplit, token_accuracy
+from benchmarks.sequence import IGNORE, TokenSplit, score_tokens, test_split_name
 from methods.core.api import Benchmark, Metric
 from methods.core.seeding import numpy_rng
 
@@ -53,13 +53,8 @@ def load(args: SelectiveCopyingArgs, seed: int) -> dict[str, TokenSplit]:
     gen = dict(vocab_size=args.vocab_size, num_data=args.num_data, rng=rng)
     splits = {"train": generate(args.num_train, region_len=args.region_len, **gen)}
     for m in args.length_multipliers:
-        name = "test" if m == 1 else f"test_{m}x"
-        splits[name] = generate(args.num_test, region_len=args.region_len * m, **gen)
+        splits[test_split_name(m)] = generate(args.num_test, region_len=args.region_len * m, **gen)
     return splits
-
-
-def score(predictions: torch.Tensor, split: TokenSplit) -> dict[str, float]:
-    return token_accuracy(predictions, split.labels)
 
 
 BENCHMARK = Benchmark(
@@ -67,7 +62,7 @@ BENCHMARK = Benchmark(
     doc=__doc__ or "",
     data_args=SelectiveCopyingArgs,
     load=load,
-    score=score,
+    score=score_tokens,
     metrics=(Metric("accuracy", True, "share of data tokens reproduced"),
              Metric("sequence_accuracy", True, "share of sequences reproduced exactly")),
 )

@@ -26,3 +26,13 @@ def token_accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> dict[str,
     correct = (predictions == labels) & mask
     per_seq = (correct.sum(1) == mask.sum(1)).float()
     return {"accuracy": (correct.sum() / mask.sum()).item(), "sequence_accuracy": per_seq.mean().item()}
+
+
+def test_split_name(multiplier: int) -> str:
+    """``test`` at the training length, ``test_<m>x`` at m times it (the length-generalisation splits)."""
+    return "test" if multiplier == 1 else f"test_{multiplier}x"
+
+
+def score_tokens(predictions: torch.Tensor, split: TokenSplit) -> dict[str, float]:
+    """A token benchmark's ``score``: accuracy over the split's labelled positions."""
+    return token_accuracy(predictions, split.labels)

@@ -21,6 +21,7 @@ from dashboard.data import (  # noqa: E402
     leaderboard_view,
     load_tables,
     provenance,
+    verdict_summary,
 )
 
 st.set_page_config(page_title="octobench leaderboard", layout="wide")
@@ -82,4 +83,7 @@ if not view.empty:
             st.json(manifest, expanded=False)
 
 st.subheader("Paper claims")
+st.caption("Each claim's check is an expression over our variants' means; *holds* means the paper's direction "
+           "(or size) of effect is reproduced at this scale. Counts per method:")
+st.dataframe(verdict_summary(claims, scale), hide_index=True, key="verdicts")
 st.dataframe(claims_view(claims, scale), hide_index=True, width="stretch")

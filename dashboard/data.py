@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from methods.core.show import paper_value_text
 from methods.core.tables import CLAIMS, LEADERBOARD, TableError
 
 
@@ -66,7 +67,7 @@ def leaderboard_view(board: pd.DataFrame, claims: pd.DataFrame, scale: str, benc
             "method": r.method, "variant": r.variant,
             "mean ± 95% CI": format_ci(r.mean, r.ci_low, r.ci_high),
             "mean": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n, "seeds": r.seeds,
-            "paper": None if claim is None else f"{claim.paper_value:g} {claim.unit} ({claim.source})",
+            "paper": None if claim is None else f"{paper_value_text(claim.paper_value, claim.unit)} ({claim.source})",
             "verdict": None if claim is None else claim.verdict,
         })
     ascending = not bool(rows["higher_is_better"].iloc[0])
@@ -87,6 +88,16 @@ def claims_view(claims: pd.DataFrame, scale: str) -> pd.DataFrame:
     return rows.sort_values(["measured", "method"], ascending=[False, True])[cols].reset_index(drop=True)
 
 
+def verdict_summary(claims: pd.DataFrame, scale: str) -> pd.DataFrame:
+    """Per method: how many of its claims hold, fail or are not measured at this scale."""
+    rows = claims[claims["scale"] == scale]
+    counts = rows.groupby(["method", "verdict"]).size().unstack(fill_value=0)
+    for verdict in ("holds", "fails", "not measured"):
+        if verdict not in counts:
+            counts[verdict] = 0
+    return counts[["holds", "fails", "not measured"]].reset_index().rename_axis(columns=None)
+
+
 def provenance(runs: str) -> list[dict]:
     """The manifests behind one leaderboard row (one per seed)."""
     out = []
@@ -99,4 +110,5 @@ def provenance(runs: str) -> list[dict]:
     return out
 
 
-__all__ = ["NoResults", "TableError", "load_tables", "leaderboard_view", "curves", "claims_view", "provenance"]
+__all__ = ["NoResults", "TableError", "load_tables", "leaderboard_view", "curves", "claims_view", "verdict_summary",
+           "provenance"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.data import claims_view, leaderboard_view, load_tables, provenance
+from dashboard.data import claims_view, leaderboard_view, load_tables, provenance, verdict_summary
 from tests.conftest import write_results
 
 APP = "../dashboard/app.py"
@@ -18,6 +18,13 @@ def test_view_ranks_variants_and_shows_paper_value_and_verdict(tmp_path):
     assert view.loc[0, "verdict"] == "holds" and "arXiv 2407.05591" in view.loc[0, "paper"]
     assert view.loc[0, "mean ± 95% CI"].startswith("0.98 ±")
     assert claims_view(claims, "demo").loc[0, "verdict"] == "holds"
+
+
+def test_verdict_summary_counts_each_methods_claims(tmp_path):
+    _, claims = load_tables(write_results(tmp_path))
+    summary = verdict_summary(claims, "demo")
+    assert list(summary.columns) == ["method", "holds", "fails", "not measured"]
+    assert summary.set_index("method").loc["CAT", "holds"] == (claims["verdict"] == "holds").sum()
 
 
 def test_provenance_reads_each_seeds_manifest(tmp_path):
@@ -40,7 +47,8 @@ def test_app_shows_table_plot_curves_and_claims(tmp_path, monkeypatch):
         "demo", "mqar", "accuracy", "test"]
     assert app.selectbox(key="provenance_row").value == "cat/cat_1l"
     assert any(h.value == "Curves" for h in app.subheader)
-    assert app.dataframe[1].value.loc[0, "verdict"] == "holds"
+    assert app.dataframe[-1].value.loc[0, "verdict"] == "holds"
+    assert app.dataframe[1].value.loc[0, "holds"] >= 1
 
 
 def test_app_says_how_to_get_results_when_there_are_none(tmp_path, monkeypatch):

@@ -26,7 +26,8 @@ def _number(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:.3e}"
 
 
-def _paper_value(value: float, unit: str) -> str:
+def paper_value_text(value: float, unit: str) -> str:
+    """A paper's value for display: a number with its unit, or the kind of claim when it is a direction."""
     if unit == "boolean":
         return "claimed"  # a direction, not a number: the check column says which
     if unit == "upper_bound":
@@ -47,7 +48,7 @@ def claims_markdown(claims: pd.DataFrame, scale: str = "smoke") -> str:
         if r.verdict == "not measured":
             continue
         ours = f"{_number(r.our_value)} [{_number(r.our_ci_low)}, {_number(r.our_ci_high)}] ({_number(r.our_n)})"
-        paper = _paper_value(r.paper_value, r.unit)
+        paper = paper_value_text(r.paper_value, r.unit)
         setting = str(r.setting).replace("|", "/")
         verdict = f"**{r.verdict}**" if r.verdict == "fails" else r.verdict
         lines.append(f"| {r.method} | {setting} | `{r.our_variant}` · {r.our_benchmark} {r.our_metric} | {paper} | "
