@@ -29,3 +29,18 @@ def test_the_same_job_twice_gives_identical_rows_on_cpu(tiny_config, tmp_path):
     a = pd.read_parquet(one_job(tiny_config, tmp_path, "a") / "metrics.parquet")
     b = pd.read_parquet(one_job(tiny_config, tmp_path, "b") / "metrics.parquet")
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_cpu_seconds_include_finished_child_processes():
+    import subprocess
+    import sys
+
+    import torch
+
+    from methods.core.provenance import resource_usage
+
+    before = resource_usage(torch.device("cpu"))["cpu_seconds_children"]
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    after = resource_usage(torch.device("cpu"))
+    assert after["cpu_seconds_children"] > before
+    assert after["cpu_seconds"] >= after["cpu_seconds_children"]

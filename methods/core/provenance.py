@@ -54,10 +54,18 @@ def device_info(device: torch.device) -> dict[str, Any]:
 
 
 def resource_usage(device: torch.device) -> dict[str, float]:
-    """Peak memory (MB) and CPU seconds; CPU time stays meaningful when jobs share cores."""
+    """Peak memory (MB) and CPU seconds; CPU time stays meaningful when jobs share cores.
+
+    ``cpu_seconds`` counts this process and its finished child processes (e.g. a Flower/Ray simulation's
+    workers once shut down), so a job that fans out is not under-counted; ``cpu_seconds_children`` says
+    how much of it the children used.
+    """
     # ru_maxrss is in kilobytes on Linux.
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    out = {"peak_rss_mb": usage.ru_maxrss / 1024, "cpu_seconds": usage.ru_utime + usage.ru_stime}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = children.ru_utime + children.ru_stime
+    out = {"peak_rss_mb": usage.ru_maxrss / 1024, "cpu_seconds": usage.ru_utime + usage.ru_stime + child_cpu,
+           "cpu_seconds_children": child_cpu}
     if device.type == "cuda":
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
