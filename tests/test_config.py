@@ -72,3 +72,19 @@ def test_stage_reference_must_exist(tiny_config):
     tiny_config["methods"]["cat"]["benchmarks"]["mqar"]["variants"]["cat_1l"]["after"] = "pretrain"
     with pytest.raises(ConfigError, match="no stage 'pretrain'"):
         resolve(tiny_config)
+
+
+def test_sweep_expands_every_variant_over_the_grid(tiny_config):
+    bench = tiny_config["methods"]["cat"]["benchmarks"]["mqar"]
+    bench["sweep"] = {"d_model": [16, 32], "lr": [1.0e-3, 3.0e-4]}
+    jobs = resolve(tiny_config)
+    names = {j.name for j in jobs}
+    assert len(names) == 2 * 4 and "cat_1l_d_model32_lr0p0003" in names
+    job = next(j for j in jobs if j.name == "cat_1l_d_model32_lr0p0003")
+    assert (job.family, job.args["d_model"], job.args["lr"]) == ("cat", 32, 3.0e-4)
+
+
+def test_sweep_of_an_unknown_argument_is_named(tiny_config):
+    tiny_config["methods"]["cat"]["benchmarks"]["mqar"]["sweep"] = {"widht": [16]}
+    with pytest.raises(ConfigError, match="widht"):
+        resolve(tiny_config)

@@ -88,4 +88,4 @@ def test_paper_grid_dry_runs_with_each_profile(workdir, profile):
     out = snakemake(workdir, "-n", "--workflow-profile", f"workflows/profiles/{profile}",
                     "--configfile", "config/paper.yaml")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "results/runs/paper/mqar_l128/cat/cat_1l_d64_lr1e3/seed0" in out.stdout
+    assert "results/runs/paper/mqar_l128/cat/cat_1l_d_model64_lr0p00215/seed0" in out.stdout

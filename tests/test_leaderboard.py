@@ -47,6 +47,17 @@ def test_claim_checks_are_safe_arithmetic_over_variant_means():
         evaluate_check("__import__('os')", {})
 
 
+def test_claim_checks_take_the_best_of_a_swept_grid_by_glob():
+    grid = {"cat_1l_d64_lr1": 0.5, "cat_1l_d64_lr2": 0.97, "attention_1l_d64_lr1": 0.2}
+    assert evaluate_check("max('cat_1l_d64_*') >= 0.9", grid)
+    assert evaluate_check("max('cat_1l_*') - max('attention_1l_*', 0.1) >= 0.7", grid)
+    assert not evaluate_check("min('cat_1l_*') >= 0.9", grid)
+    with pytest.raises(KeyError):
+        evaluate_check("max('mamba_*') > 0", grid)
+    with pytest.raises(ValueError):
+        evaluate_check("max(cat_1l_d64_lr1, key=abs) > 0", grid)
+
+
 def test_claims_get_our_value_in_paper_units_and_a_verdict(tmp_path):
     write_run(tmp_path / "r1", [(0, 0.9), (1, 1.0)], variant="cat_1l")
     write_run(tmp_path / "r2", [(0, 0.2), (1, 0.3)], variant="attention_1l")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -187,12 +189,40 @@ def resolve_jobs(config: dict[str, Any]) -> list[JobSpec]:
             stage_specs = bcfg.get("stages", {})
             for kind, entries, families in (("stage", stage_specs, method.stages),
                                             ("run", bcfg["variants"], method.families)):
+                if kind == "run":
+                    entries = sweep_variants(entries, bcfg.get("sweep", {}), f"{where}.sweep")
                 for name, entry in entries.items():
                     jobs += _expand(config, scale, method_name, bench_name, benchmark, data_args, kind,
                                     name, dict(entry or {}), families, shared, stage_specs, stage_out,
                                     f"{where}.{'stages' if kind == 'stage' else 'variants'}.{name}",
                                     mcfg.get("resources", {}))
     return jobs
+
+
+def sweep_suffix(key: str, value: Any) -> str:
+    """An id-safe suffix for one swept argument: ``lr=0.001`` -> ``lr0p001``, ``d_model=64`` -> ``d_model64``."""
+    text = format(value, "g") if isinstance(value, float) else str(value).lower()
+    text = text.replace(".", "p").replace("-", "m").replace("+", "")
+    if not re.fullmatch(r"[a-z0-9_]+", text):
+        raise ConfigError(f"cannot name a sweep value {key}={value!r} in a variant id; sweep numbers or short words")
+    return f"{key}{text}"
+
+
+def sweep_variants(variants: dict[str, Any], sweep: dict[str, list[Any]], where: str) -> dict[str, Any]:
+    """Expand every variant over the product of the swept values (zoology-style grids, one config line)."""
+    if not sweep:
+        return variants
+    keys = list(sweep)
+    out: dict[str, Any] = {}
+    for name, entry in variants.items():
+        entry = dict(entry or {})
+        clash = [k for k in keys if k in entry]
+        if clash:
+            raise ConfigError(f"config key '{where}': variant '{name}' sets swept argument(s) {clash} itself")
+        for values in itertools.product(*(sweep[k] for k in keys)):
+            suffix = "_".join(sweep_suffix(k, v) for k, v in zip(keys, values, strict=True))
+            out[f"{name}_{suffix}"] = {"family": name, **entry, **dict(zip(keys, values, strict=True))}
+    return out
 
 
 def _check_shared(shared: dict[str, Any], families: list[Any], where: str) -> None:

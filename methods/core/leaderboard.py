@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fnmatch
 import json
 import math
 import operator
@@ -88,8 +89,23 @@ def evaluate_check(expression: str, values: dict[str, float]) -> bool:
     """Evaluate a claim check such as ``cat_1l >= 0.9 and cat_1l - attention_1l >= 0.3``.
 
     Names are our variant ids (their mean on the claim's benchmark, metric and split); only
-    arithmetic, comparisons, and/or/not are allowed. A missing name raises KeyError.
+    arithmetic, comparisons, and/or/not, and ``max``/``min`` are allowed. Inside ``max``/``min`` a quoted
+    glob stands for every variant it matches, so a swept grid reads as its best setting:
+    ``max('cat_1l_d_model64_*') >= 0.9`` (zoology reports the best learning rate). A missing name, or a
+    glob matching nothing, raises KeyError.
     """
+
+    def spread(args: list[ast.expr]) -> list[float]:
+        out: list[float] = []
+        for arg in args:
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                matched = [v for k, v in sorted(values.items()) if fnmatch.fnmatchcase(k, arg.value)]
+                if not matched:
+                    raise KeyError(arg.value)
+                out += matched
+            else:
+                out.append(ev(arg))
+        return out
 
     def ev(node: ast.AST) -> float | bool:
         if isinstance(node, ast.Expression):
@@ -107,6 +123,9 @@ def evaluate_check(expression: str, values: dict[str, float]) -> bool:
         if isinstance(node, ast.BoolOp):
             results = [ev(v) for v in node.values]
             return all(results) if isinstance(node.op, ast.And) else any(results)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("max", "min")
+                and node.args and not node.keywords):
+            return (max if node.func.id == "max" else min)(spread(node.args))
         if isinstance(node, ast.Compare):
             left = ev(node.left)
             for op, comp in zip(node.ops, node.comparators, strict=True):
