@@ -83,7 +83,8 @@ if not view.empty:
             st.json(manifest, expanded=False)
 
 st.subheader("Paper claims")
-st.caption("Each claim's check is an expression over our variants' means; *holds* means the paper's direction "
-           "(or size) of effect is reproduced at this scale. Counts per method:")
+st.caption("Each claim's check is an expression over our variants' means. *holds*: true on the means and on "
+           "every seed (seeds are paired: seed k of every variant saw the same data); *inconclusive*: true on the "
+           "means but not on every seed; *fails*: false on the means. Counts per method:")
 st.dataframe(verdict_summary(claims, scale), hide_index=True, key="verdicts")
 st.dataframe(claims_view(claims, scale), hide_index=True, width="stretch")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from methods.core.leaderboard import VERDICTS
 from methods.core.show import paper_value_text
 from methods.core.tables import CLAIMS, LEADERBOARD, TableError
 
@@ -84,7 +85,7 @@ def claims_view(claims: pd.DataFrame, scale: str) -> pd.DataFrame:
     rows = claims[claims["scale"] == scale].copy()
     rows["measured"] = rows["verdict"] != "not measured"
     cols = ["method", "benchmark", "setting", "metric", "variant", "paper_value", "unit", "our_value",
-            "our_ci_low", "our_ci_high", "our_n", "verdict", "check", "detail", "source"]
+            "our_ci_low", "our_ci_high", "our_n", "verdict", "seeds_holding", "check", "detail", "source"]
     return rows.sort_values(["measured", "method"], ascending=[False, True])[cols].reset_index(drop=True)
 
 
@@ -92,10 +93,10 @@ def verdict_summary(claims: pd.DataFrame, scale: str) -> pd.DataFrame:
     """Per method: how many of its claims hold, fail or are not measured at this scale."""
     rows = claims[claims["scale"] == scale]
     counts = rows.groupby(["method", "verdict"]).size().unstack(fill_value=0)
-    for verdict in ("holds", "fails", "not measured"):
+    for verdict in VERDICTS:
         if verdict not in counts:
             counts[verdict] = 0
-    return counts[["holds", "fails", "not measured"]].reset_index().rename_axis(columns=None)
+    return counts[list(VERDICTS)].reset_index().rename_axis(columns=None)
 
 
 def provenance(runs: str) -> list[dict]:

@@ -23,7 +23,7 @@ def test_view_ranks_variants_and_shows_paper_value_and_verdict(tmp_path):
 def test_verdict_summary_counts_each_methods_claims(tmp_path):
     _, claims = load_tables(write_results(tmp_path))
     summary = verdict_summary(claims, "demo")
-    assert list(summary.columns) == ["method", "holds", "fails", "not measured"]
+    assert list(summary.columns) == ["method", "holds", "inconclusive", "fails", "not measured"]
     assert summary.set_index("method").loc["CAT", "holds"] == (claims["verdict"] == "holds").sum()
 
 

@@ -71,7 +71,21 @@ def test_claims_get_our_value_in_paper_units_and_a_verdict(tmp_path):
              source="paper", confidence="abstract", our_benchmark="", our_metric="", our_split="",
              our_variant="", check=""),
     ]).to_csv(claims_csv, index=False)
-    claims = judge_claims(aggregate(rows), claims_csv)
-    assert claims.loc[0, "verdict"] == "holds"
+    claims = judge_claims(aggregate(rows), claims_csv, rows)
+    assert claims.loc[0, "verdict"] == "holds" and claims.loc[0, "seeds_holding"] == "2/2"
     assert claims.loc[0, "our_value"] == pytest.approx(95.0)
     assert claims.loc[1, "verdict"] == "not measured"
+
+
+def test_a_claim_true_on_means_but_not_on_every_seed_is_inconclusive(tmp_path):
+    write_run(tmp_path / "r1", [(0, 0.9), (1, 0.5), (2, 0.9)], variant="ssa")
+    write_run(tmp_path / "r2", [(0, 0.6), (1, 0.6), (2, 0.6)], variant="attention")
+    rows, _ = read_runs([tmp_path / "r1", tmp_path / "r2"])
+    claims_csv = tmp_path / "claims.csv"
+    pd.DataFrame([dict(method="M", benchmark="x", setting="", metric="accuracy", variant="p", value=1,
+                       unit="boolean", source="paper", confidence="abstract", our_benchmark="b",
+                       our_metric="accuracy", our_split="test", our_variant="ssa", check="ssa > attention")]
+                 ).to_csv(claims_csv, index=False)
+    claims = judge_claims(aggregate(rows), claims_csv, rows)
+    assert claims.loc[0, "verdict"] == "inconclusive" and claims.loc[0, "seeds_holding"] == "2/3"
+    assert judge_claims(aggregate(rows), claims_csv).loc[0, "verdict"] == "holds"  # means alone

@@ -14,7 +14,8 @@ def _claims() -> pd.DataFrame:
     base = {"scale": "smoke", "method": "CAT", "benchmark": "mqar", "setting": "one layer", "metric": "accuracy",
             "variant": "cat", "paper_value": 1.0, "unit": "boolean", "source": "Fig. 2", "our_benchmark": "mqar",
             "our_metric": "accuracy", "our_variant": "cat_1l", "our_value": 0.98, "our_ci_low": 0.97,
-            "our_ci_high": 0.99, "our_n": 3.0, "check": "cat_1l >= 0.9", "verdict": "holds", "detail": ""}
+            "our_ci_high": 0.99, "our_n": 3.0, "check": "cat_1l >= 0.9", "seeds_holding": "3/3",
+            "verdict": "holds", "detail": ""}
     unmeasured = {**base, "setting": "paper grid", "our_value": math.nan, "verdict": "not measured"}
     failing = {**base, "setting": "4x length", "unit": "percent", "paper_value": 95.0, "verdict": "fails"}
     return pd.DataFrame([base, unmeasured, failing])
@@ -22,8 +23,9 @@ def _claims() -> pd.DataFrame:
 
 def test_markdown_lists_measured_claims_with_ci_and_marks_failures() -> None:
     text = claims_markdown(_claims())
-    assert "1 of 2 measured claims hold (1 not measured" in text
-    assert "0.98 [0.97, 0.99] (3)" in text
+    assert "of 2 measured claims, 1 hold on the means and on every seed" in text
+    assert "1 are not measured" in text
+    assert "0.98 [0.97, 0.99] (3) | 3/3 |" in text
     assert "paper grid" not in text
     assert "| 95 percent |" in text and "**fails**" in text
 

@@ -139,10 +139,36 @@ def evaluate_check(expression: str, values: dict[str, float]) -> bool:
     return bool(ev(ast.parse(expression, mode="eval")))
 
 
-def judge_claims(board: pd.DataFrame, claims_csv: str | Path) -> pd.DataFrame:
-    """Each claim of the papers, per scale we measured, with our value and a verdict."""
+VERDICTS = ("holds", "inconclusive", "fails", "not measured")
+
+
+def seeds_holding(check: str, rows: pd.DataFrame) -> tuple[int, int]:
+    """(seeds where ``check`` holds, seeds where it could be evaluated) over the replicates of ``rows``.
+
+    Replicates pair across variants (seed k of every variant saw the same data), so the check is
+    evaluated on each seed's values as it is on the means.
+    """
+    held = total = 0
+    for _, per_seed in rows.groupby("seed"):
+        try:
+            ok = evaluate_check(check, dict(zip(per_seed["variant"], per_seed["value"], strict=True)))
+        except KeyError:
+            continue
+        held, total = held + int(ok), total + 1
+    return held, total
+
+
+def judge_claims(board: pd.DataFrame, claims_csv: str | Path, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each claim of the papers, per scale we measured, with our value and a verdict.
+
+    The verdict is *holds* when the check is true on the means and on every seed, *inconclusive* when it is
+    true on the means but not on every seed (the effect is within seed-to-seed noise), *fails* when it is
+    false on the means, *not measured* when a variant it names was not run. ``rows`` (the raw metric rows)
+    give the per-seed count; without them the verdict uses the means alone.
+    """
     claims = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
     finals = board[board["step"].isna()]
+    raw = rows[rows["step"].isna()] if rows is not None else None
     scales = sorted(finals["scale"].unique()) or ["none"]
     out = []
     for scale in scales:
@@ -152,7 +178,7 @@ def judge_claims(board: pd.DataFrame, claims_csv: str | Path) -> pd.DataFrame:
                    "paper_value": float(claim["value"]), "unit": claim["unit"], "source": claim["source"],
                    "our_benchmark": claim["our_benchmark"] or None, "our_metric": claim["our_metric"] or None,
                    "our_variant": claim["our_variant"] or None, "our_value": None, "our_ci_low": None,
-                   "our_ci_high": None, "our_n": None, "check": claim["check"] or None,
+                   "our_ci_high": None, "our_n": None, "check": claim["check"] or None, "seeds_holding": None,
                    "verdict": "not measured", "detail": None}
             split = claim.get("our_split") or "test"
             ours = finals[(finals["scale"] == scale) & (finals["benchmark"] == claim["our_benchmark"])
@@ -166,10 +192,20 @@ def judge_claims(board: pd.DataFrame, claims_csv: str | Path) -> pd.DataFrame:
                            our_ci_high=first["ci_high"] * factor, our_n=float(first["n"]))
             if claim["check"] and means:
                 try:
-                    row["verdict"] = "holds" if evaluate_check(claim["check"], means) else "fails"
-                    row["detail"] = f"split {split}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(means.items()))
+                    holds = evaluate_check(claim["check"], means)
                 except KeyError as missing:
                     row["detail"] = f"variant {missing} not in this run"
+                else:
+                    row["verdict"] = "holds" if holds else "fails"
+                    row["detail"] = f"split {split}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(means.items()))
+                    if raw is not None:
+                        mine_raw = raw[(raw["scale"] == scale) & (raw["benchmark"] == claim["our_benchmark"])
+                                       & (raw["metric"] == claim["our_metric"]) & (raw["split"] == split)]
+                        held, total = seeds_holding(claim["check"], mine_raw)
+                        if total:
+                            row["seeds_holding"] = f"{held}/{total}"
+                            if holds and held < total:
+                                row["verdict"] = "inconclusive"
             out.append(row)
     return CLAIMS.validate(pd.DataFrame(out, columns=list(CLAIMS.columns)))
 
@@ -190,7 +226,7 @@ def summarise(run_dirs: Iterable[str | Path], claims_csv: str | Path, out_dir: s
     for line in problems:
         print(f"leaderboard: {line}", file=sys.stderr)
     board = LEADERBOARD.write(aggregate(rows), out_dir / "leaderboard.parquet")
-    CLAIMS.write(judge_claims(board, claims_csv), out_dir / "claims.parquet")
+    CLAIMS.write(judge_claims(board, claims_csv, rows), out_dir / "claims.parquet")
     return problems
 
 

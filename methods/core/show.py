@@ -38,21 +38,23 @@ def paper_value_text(value: float, unit: str) -> str:
 def claims_markdown(claims: pd.DataFrame, scale: str = "smoke") -> str:
     """One Markdown row per claim of ``scale``: the paper's value beside ours (mean [95% CI], n seeds)."""
     rows = claims[claims["scale"] == scale]
-    lines = [f"Scale `{scale}`: {int((rows['verdict'] == 'holds').sum())} of "
-             f"{int((rows['verdict'] != 'not measured').sum())} measured claims hold "
-             f"({int((rows['verdict'] == 'not measured').sum())} not measured at this scale).", "",
+    counts = rows["verdict"].value_counts()
+    lines = [f"Scale `{scale}`: of {int((rows['verdict'] != 'not measured').sum())} measured claims, "
+             f"{counts.get('holds', 0)} hold on the means and on every seed, {counts.get('inconclusive', 0)} hold "
+             f"on the means only (inconclusive), {counts.get('fails', 0)} fail; {counts.get('not measured', 0)} "
+             "are not measured at this scale.", "",
              "| method | claim (paper setting) | ours: variant · benchmark metric | paper | check | "
-             "ours: mean [95% CI] (n) | verdict |",
-             "|---|---|---|---|---|---|---|"]
+             "ours: mean [95% CI] (n) | seeds holding | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows.sort_values(["method", "verdict"], kind="stable").itertuples():
         if r.verdict == "not measured":
             continue
         ours = f"{_number(r.our_value)} [{_number(r.our_ci_low)}, {_number(r.our_ci_high)}] ({_number(r.our_n)})"
         paper = paper_value_text(r.paper_value, r.unit)
         setting = str(r.setting).replace("|", "/")
-        verdict = f"**{r.verdict}**" if r.verdict == "fails" else r.verdict
+        verdict = f"**{r.verdict}**" if r.verdict in ("fails", "inconclusive") else r.verdict
         lines.append(f"| {r.method} | {setting} | `{r.our_variant}` · {r.our_benchmark} {r.our_metric} | {paper} | "
-                     f"`{r.check}` | {ours} | {verdict} |")
+                     f"`{r.check}` | {ours} | {r.seeds_holding or '–'} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 

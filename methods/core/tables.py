@@ -141,6 +141,7 @@ CLAIMS = Schema(
         "our_ci_high": "float?",
         "our_n": "float?",
         "check": "str?",
+        "seeds_holding": "str?",
         "verdict": "str",
         "detail": "str?",
     },
