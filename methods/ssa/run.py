@@ -132,11 +132,14 @@ def run_sequence(ctx: RunContext) -> None:
         return F.cross_entropy(logits.flatten(0, 1).float(), labels[idx].flatten(), ignore_index=-100)
 
     curve: list[tuple[int, float]] = []
+    last_val: dict[int, dict[str, float]] = {}  # the latest val scores by step (reused at the end)
 
     def evaluate_val(step: int) -> None:
         if "val" not in data:
             return
         scores = evaluate_split(ctx, model, data["val"])
+        last_val.clear()
+        last_val[step] = scores
         ctx.record_all(scores, split="val", step=step)
         if "perplexity" in scores:
             curve.append((step, scores["perplexity"]))
@@ -149,7 +152,9 @@ def run_sequence(ctx: RunContext) -> None:
         torch.Generator().manual_seed(ctx.seed), ctx.device, ctx.dtype, log=ctx.log,
         on_log=evaluate_val if args.eval_every else None)
     for split_name, split in data.items():
-        ctx.record_all(evaluate_split(ctx, model, split), split=split_name)
+        # The curve's last point is the trained model's val score: not evaluated twice.
+        reuse = split_name == "val" and args.steps in last_val
+        ctx.record_all(last_val[args.steps] if reuse else evaluate_split(ctx, model, split), split=split_name)
     record_ssa(ctx, model)
     if args.target_val_perplexity > 0:
         if not curve:
