@@ -84,3 +84,45 @@ def test_steps_to_target_interpolates_log_perplexity_between_evaluations() -> No
     assert math.isnan(steps_to_target(steps, ppl, 3.0))
     with pytest.raises(ValueError):
         steps_to_target([], [], 5.0)
+
+
+def run_tiny_lm_text(tmp_path, target: float) -> list[dict]:
+    from benchmarks import lm_text
+    from methods.core.api import RunContext
+    from methods.ssa import METHOD
+    from methods.ssa.run import SSAArgs
+
+    torch.manual_seed(0)
+    ctx = RunContext(scale="test", benchmark_id="lm_text", benchmark=lm_text.BENCHMARK, method=METHOD,
+                     variant="ssa_2l", family="ssa", replicate=0, seed=1, data_seed=2,
+                     args=SSAArgs(d_model=16, n_layers=1, n_heads=2, steps=4, batch_size=2, eval_every=2,
+                                  target_val_perplexity=target),
+                     data_args=lm_text.LMTextArgs(seq_len=16, max_val_windows=3, max_test_windows=3),
+                     device=torch.device("cpu"), dtype=torch.float32, out_dir=tmp_path)
+    METHOD.run(ctx)
+    return ctx.rows
+
+
+def test_lm_run_records_steps_to_target_and_reuses_the_last_val_point(tmp_path) -> None:
+    rows = run_tiny_lm_text(tmp_path, target=1e6)
+    by = {(r["split"], r["metric"], r["step"]): r["value"] for r in rows}
+    assert by[("val", "steps_to_target", None)] == 2.0  # reached at the first evaluation
+    assert by[("val", "reached_target", None)] == 1.0
+    assert by[("val", "perplexity", None)] == by[("val", "perplexity", 4.0)]
+    assert ("test", "perplexity", None) in by and by[("test", "extra_parameters", None)] == 2 * 16 + 1
+
+
+def test_lm_run_that_misses_the_target_records_its_length_as_a_lower_bound(tmp_path) -> None:
+    by = {(r["split"], r["metric"]): r["value"] for r in run_tiny_lm_text(tmp_path, target=1.0)
+          if r["step"] is None}
+    assert by[("val", "steps_to_target")] == 4.0 and by[("val", "reached_target")] == 0.0
+
+
+def test_passkey_val_split_leaves_train_and_test_data_unchanged() -> None:
+    from benchmarks import passkey
+
+    plain = passkey.load(passkey.PasskeyArgs(num_train=20, num_test=10, haystack_len=8), 5)
+    with_val = passkey.load(passkey.PasskeyArgs(num_train=20, num_test=10, num_val=7, haystack_len=8), 5)
+    assert "val" not in plain and len(with_val["val"]) == 7
+    for name, split in plain.items():
+        assert torch.equal(split.inputs, with_val[name].inputs)
