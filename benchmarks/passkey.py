@@ -33,6 +33,7 @@ class PasskeyArgs:
     filler_period: int = 7  # the repeated phrase is this many filler tokens
     num_train: int = 10000
     num_test: int = 500
+    num_val: int = 0  # > 0 adds a "val" split at the training length (for choosing hyperparameters)
     length_multipliers: list[int] = field(default_factory=lambda: [1, 2, 4])
 
     @property
@@ -67,6 +68,8 @@ def load(args: PasskeyArgs, seed: int) -> dict[str, TokenSplit]:
     splits = {"train": generate(args.num_train, args, args.haystack_len, rng)}
     for m in args.length_multipliers:
         splits["test" if m == 1 else f"test_{m}x"] = generate(args.num_test, args, args.haystack_len * m, rng)
+    if args.num_val > 0:  # drawn last from the same stream: train and test data do not depend on it
+        splits["val"] = generate(args.num_val, args, args.haystack_len, rng)
     return splits
 
 

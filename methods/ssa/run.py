@@ -6,25 +6,40 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from methods.cat.run import AttentionArgs
-from methods.cat.run import run as run_sequence_model
+from methods.cat.run import AttentionArgs, build_model, evaluate_split
 from methods.core.api import Family, Method, Metric, RunContext
+from methods.core.training import TrainConfig, predict_tokens
 from methods.nn import TinyLM
+from methods.ssa.training import steps_to_target, train_with_temperatures
 
 
 @dataclass
-class SSAArgs(AttentionArgs):
+class BaselineArgs(AttentionArgs):
+    """Vanilla attention on SSA's runner; ``target_val_perplexity`` > 0 records ``steps_to_target``."""
+
+    target_val_perplexity: float = 0.0
+
+
+@dataclass
+class SSAArgs(BaselineArgs):
     query_temperature: bool = True
     position_temperature: bool = True
     value_temperature: bool = True
     position_param: str = "official"  # "official": s = exp(-exp(beta)), beta0 = 2 (released code); "linear"
+    # The temperatures' own learning rate, no weight decay (released code: beta_lr = 1e-2,
+    # umich-sota/selective_attention finetune/full_bindata_finetune.py); 0 = train them with the weights.
+    temperature_lr: float = 1e-2
+    temperature_scope: str = "position"  # which temperatures get temperature_lr: "position" (beta) or "all"
+    scaled_logits: bool = True  # token-temperature logits times 1/sqrt(head_dim)
 
     mixer = "ssa"
 
     def mixer_args(self) -> dict[str, Any]:
         return {"rope": self.rope, "query": self.query_temperature, "position": self.position_temperature,
-                "value": self.value_temperature, "position_param": self.position_param}
+                "value": self.value_temperature, "position_param": self.position_param,
+                "scaled_logits": self.scaled_logits}
 
 
 def extra_parameters(model: TinyLM) -> int:
@@ -98,16 +113,73 @@ def run_finetune(ctx: RunContext) -> None:
     ctx.record("extra_parameter_fraction", extra / base)
 
 
+def run_sequence(ctx: RunContext) -> None:
+    """Train a TinyLM (attention or SSA mixer), curves on ``val`` every ``eval_every`` steps, then test.
+
+    The shared runner (``methods/cat/run.py``) with SSA's optimiser groups
+    (:func:`methods.ssa.training.train_with_temperatures`) and the steps-to-target metric.
+    """
+    args: BaselineArgs = ctx.args
+    data = ctx.load_data()
+    train_split = data.pop("train")
+    model = build_model(args, ctx.data_args.vocab_size).to(ctx.device)
+    ctx.log(f"{ctx.family} ({args.mixer}) {args.n_layers}L d={args.d_model}: "
+            f"{model.num_parameters():,} parameters")
+    inputs, labels = train_split.inputs.to(ctx.device), train_split.labels.to(ctx.device)
+
+    def loss_on(idx: torch.Tensor) -> torch.Tensor:
+        logits = model(inputs[idx])
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels[idx].flatten(), ignore_index=-100)
+
+    curve: list[tuple[int, float]] = []
+    last_val: dict[int, dict[str, float]] = {}  # the latest val scores by step (reused at the end)
+
+    def evaluate_val(step: int) -> None:
+        if "val" not in data:
+            return
+        scores = evaluate_split(ctx, model, data["val"])
+        last_val.clear()
+        last_val[step] = scores
+        ctx.record_all(scores, split="val", step=step)
+        if "perplexity" in scores:
+            curve.append((step, scores["perplexity"]))
+
+    temperature_lr = getattr(args, "temperature_lr", 0.0) or None
+    train_with_temperatures(
+        model, TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                           weight_decay=args.weight_decay, log_every=args.eval_every or 250),
+        temperature_lr, getattr(args, "temperature_scope", "position"), loss_on, len(train_split),
+        torch.Generator().manual_seed(ctx.seed), ctx.device, ctx.dtype, log=ctx.log,
+        on_log=evaluate_val if args.eval_every else None)
+    for split_name, split in data.items():
+        # The curve's last point is the trained model's val score: not evaluated twice.
+        reuse = split_name == "val" and args.steps in last_val
+        ctx.record_all(last_val[args.steps] if reuse else evaluate_split(ctx, model, split), split=split_name)
+    record_ssa(ctx, model)
+    if args.target_val_perplexity > 0:
+        if not curve:
+            raise ValueError("target_val_perplexity needs a val perplexity curve (eval_every > 0, a val split)")
+        reached = steps_to_target([s for s, _ in curve], [p for _, p in curve], args.target_val_perplexity)
+        # Not reaching the target within the run is recorded as the run's length (a lower bound).
+        ctx.record("steps_to_target", args.steps if reached != reached else reached, split="val")
+        ctx.record("reached_target", float(reached == reached), split="val")
+    test = data["test"]
+    if getattr(test, "scored_by", "predictions") != "nll":
+        preds = predict_tokens(model, test.inputs[:8], ctx.device, ctx.dtype)
+        for i in range(preds.shape[0]):
+            mask = test.labels[i] != -100
+            ctx.sample(index=i, target=test.labels[i][mask].tolist(), prediction=preds[i][mask].tolist())
+
+
 def run(ctx: RunContext) -> None:
     if ctx.family == "finetune":
         run_finetune(ctx)
         return
-    # Curves only on the validation split (language modelling); token tasks evaluate at the end.
-    run_sequence_model(ctx, curve_splits=("val",), record=record_ssa)
+    run_sequence(ctx)
 
 
 FAMILIES = {
-    "attention": Family("attention", "vanilla causal softmax attention with rotary positions", AttentionArgs),
+    "attention": Family("attention", "vanilla causal softmax attention with rotary positions", BaselineArgs),
     "ssa": Family("ssa", "selective self-attention: query / position / value inverse temperatures", SSAArgs),
     "finetune": Family("finetune", "fine-tune a pretrained HF causal LM, with or without the SSA patch",
                        FinetuneArgs),
@@ -121,5 +193,8 @@ METHOD = Method(
     benchmarks=("lm_text", "passkey", "mqar", "copying", "lm_harness"),
     metrics=(Metric("parameters", False, "trainable parameter count"),
              Metric("extra_parameters", False, "parameters added over vanilla attention"),
-             Metric("extra_parameter_fraction", False, "extra parameters / vanilla model parameters")),
+             Metric("extra_parameter_fraction", False, "extra parameters / vanilla model parameters"),
+             Metric("steps_to_target", False,
+                    "training steps until val perplexity reaches target_val_perplexity (run length if never)"),
+             Metric("reached_target", True, "1 if val perplexity reached target_val_perplexity in the run")),
 )

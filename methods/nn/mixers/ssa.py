@@ -3,8 +3,8 @@
 SSA rescales each query (and optionally each value) by a learnable *inverse temperature* before the
 softmax, so a query can make its own attention map sharper or flatter:
 
-    tau_q(x_i, i) = (1 + tanh(u_h . q_i)) * (1 + s * log i)     query temperature (token x position)
-    tau_v(x_j)    =  1 + tanh(w_h . v_j)                          value temperature
+    tau_q(x_i, i) = (1 + tanh(u_h . q_i / sqrt(d_h))) * (1 + s * log i)   query temperature (token x position)
+    tau_v(x_j)    =  1 + tanh(w_h . v_j / sqrt(d_h))                       value temperature
     y_i = sum_j softmax_j(tau_q(x_i, i) q_i . k_j / sqrt(d_h)) * tau_v(x_j) v_j
 
 * position temperature ``1 + s log i`` counters attention dilution as the context grows (Sec. 3 of the
@@ -41,12 +41,15 @@ class SelectiveTemperature(nn.Module):
     """
 
     def __init__(self, n_heads: int, head_dim: int, query: bool = True, position: bool = True,
-                 value: bool = True, position_param: str = "official") -> None:
+                 value: bool = True, position_param: str = "official", scaled_logits: bool = True) -> None:
         super().__init__()
         if position_param not in ("official", "linear"):
             raise ValueError(f"position_param must be 'official' or 'linear', got {position_param!r}")
         self.use_query, self.use_position, self.use_value = query, position, value
         self.position_param = position_param
+        # The token temperature's logit u.q is scaled like an attention logit (1 / sqrt(head_dim)), so a
+        # step on u moves the temperature about as much as a step on W_q moves the scores.
+        self.logit_scale = 1 / math.sqrt(head_dim) if scaled_logits else 1.0
         self.query_vec = nn.Parameter(torch.zeros(n_heads, head_dim)) if query else None
         self.value_vec = nn.Parameter(torch.zeros(n_heads, head_dim)) if value else None
         self.position_param_value = None
@@ -63,7 +66,8 @@ class SelectiveTemperature(nn.Module):
         """Per-query inverse temperature, shape (batch, heads, length, 1); ``offset`` = cache length."""
         scale = torch.ones_like(q[..., :1])
         if self.query_vec is not None:
-            scale = scale + torch.tanh((q * self.query_vec[None, :, None, :]).sum(-1, keepdim=True))
+            logit = (q * self.query_vec[None, :, None, :]).sum(-1, keepdim=True) * self.logit_scale
+            scale = scale + torch.tanh(logit)
         if self.position_param_value is not None:
             positions = torch.arange(offset + 1, offset + q.shape[2] + 1, device=q.device, dtype=q.dtype)
             position = 1 + self.position_strength().to(q.dtype) * torch.log(positions)
@@ -73,7 +77,7 @@ class SelectiveTemperature(nn.Module):
     def value_scale(self, v: torch.Tensor) -> torch.Tensor:
         if self.value_vec is None:
             return torch.ones_like(v[..., :1])
-        return 1 + torch.tanh((v * self.value_vec[None, :, None, :]).sum(-1, keepdim=True))
+        return 1 + torch.tanh((v * self.value_vec[None, :, None, :]).sum(-1, keepdim=True) * self.logit_scale)
 
     def apply(self, q: torch.Tensor, v: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         return q * self.query_scale(q, offset), v * self.value_scale(v)
@@ -83,10 +87,12 @@ class SelectiveAttention(Attention):
     """Causal softmax attention with SSA temperatures; ``query/position/value`` switch each term."""
 
     def __init__(self, d_model: int, n_heads: int, rope: bool = True, query: bool = True,
-                 position: bool = True, value: bool = True, position_param: str = "official") -> None:
+                 position: bool = True, value: bool = True, position_param: str = "official",
+                 scaled_logits: bool = True) -> None:
         super().__init__(d_model, n_heads, rope=rope)
         self.temperature = SelectiveTemperature(n_heads, d_model // n_heads, query=query, position=position,
-                                                value=value, position_param=position_param)
+                                                value=value, position_param=position_param,
+                                                scaled_logits=scaled_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (self.heads(t) for t in self.qkv(x))
