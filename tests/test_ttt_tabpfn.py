@@ -15,6 +15,7 @@ from methods.ttt.tabpfn_model import (
     identity_inference_config,
     load_model,
     save_checkpoint,
+    select_ttt_on_tasks,
     select_ttt_setting,
     ttt_proba,
 )
@@ -87,3 +88,16 @@ def test_ttt_setting_is_chosen_on_the_context_and_zero_steps_is_the_model_withou
     tiny = select_ttt_setting(checkpoint, x[:4], y[:4], 2, lr_grid=[1e-2], step_grid=[2], query_fraction=0.3,
                               splits_per_step=2, val_fraction=0.25, generator=torch.Generator().manual_seed(0))
     assert tiny.steps == 0  # three rows left: too few to split for TTT, so no TTT
+
+
+def test_setting_chosen_on_generated_tasks_scores_every_grid_point_and_prefers_fewer_steps_on_ties(checkpoint):
+    tasks = []
+    for seed in (4, 5):
+        x, y = _table(seed)
+        tasks.append((x[:16], y[:16], x[16:], y[16:]))
+    setting = select_ttt_on_tasks(checkpoint, tasks, lr_grid=[1e-2], step_grid=[2], query_fraction=0.3,
+                                  splits_per_step=2, generator=torch.Generator().manual_seed(0))
+    assert setting.steps in (0, 2) and np.isfinite(setting.val_loss)
+    frozen = select_ttt_on_tasks(checkpoint, tasks, lr_grid=[0.0], step_grid=[2], query_fraction=0.3,
+                                 splits_per_step=2, generator=torch.Generator().manual_seed(0))
+    assert frozen.steps == 0  # lr 0 changes nothing: a tie, so no TTT

@@ -278,6 +278,42 @@ def select_ttt_setting(path: str | Path, x: np.ndarray, y: np.ndarray, num_class
     return best
 
 
+def select_ttt_on_tasks(path: str | Path, tasks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                        lr_grid: list[float], step_grid: list[int], query_fraction: float, splits_per_step: int,
+                        generator: torch.Generator, device: str = "cpu") -> TTTSetting:
+    """One TTT setting for a context size, chosen on held-out *generated* tasks (never the benchmark's).
+
+    Each task is (context x, context y, held-out x, held-out y); every (lr, steps) setting, 0 steps
+    included, is scored by the held-out log-loss averaged over the tasks; ties go to fewer steps.
+    """
+    checkpoints = sorted(set(step_grid) | {0})
+    base = load_model(path).to(device)
+    totals: dict[tuple[float, int], float] = {}
+    for x, y, x_val, y_val in tasks:
+        num_classes = int(max(y.max(), y_val.max())) + 1
+
+        def held_out_loss(model: torch.nn.Module, x=x, y=y, x_val=x_val, y_val=y_val, c=num_classes) -> float:
+            proba = forward_proba(model, x, y, x_val, c)
+            return float(-np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-7, 1.0)).mean())
+
+        zero = held_out_loss(base)
+        for lr in lr_grid:
+            totals[(0.0, 0)] = totals.get((0.0, 0), 0.0) + zero / len(lr_grid)
+            if not can_finetune(len(y), query_fraction):
+                continue
+            model = copy.deepcopy(base)
+
+            def score(step: int, model: torch.nn.Module = model, lr: float = lr) -> None:
+                if step in checkpoints and step > 0:
+                    totals[(lr, step)] = totals.get((lr, step), 0.0) + held_out_loss(model)
+
+            finetune_on_context(model, x, y, max(checkpoints), lr, query_fraction, splits_per_step, generator,
+                                num_classes, on_step=score)
+    complete = {k: v / len(tasks) for k, v in totals.items()}
+    lr, steps = min(complete, key=lambda k: (round(complete[k], 9), k[1]))
+    return TTTSetting(lr=lr, steps=steps, val_loss=complete[(lr, steps)])
+
+
 def ttt_proba(path: str | Path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
               num_classes: int, steps: int, lr: float, query_fraction: float, splits_per_step: int,
               generator: torch.Generator, device: str = "cpu", inference_config: Any | None = None,

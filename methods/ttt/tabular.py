@@ -32,6 +32,7 @@ from methods.ttt.tabpfn_model import (
     identity_inference_config,
     pretrain_on_prior,
     save_checkpoint,
+    select_ttt_on_tasks,
     select_ttt_setting,
     ttt_proba,
 )
@@ -66,7 +67,12 @@ class TabPFNArgs:
 class TabPFNTTTArgs(TabPFNArgs):
     # Per prompt, (learning rate, steps) is chosen on a held-out share of the context (never the test
     # rows) from lr_grid x step_grid plus "no TTT"; select: false uses ttt_steps / ttt_lr as given.
+    # selection: "context" (per prompt) or "generated" (once per context size, on held-out generated
+    # make_classification tasks drawn from the data seed; never a benchmark table).
     select: bool = True
+    selection: str = "context"
+    generated_tasks: int = 3
+    generated_features: list[int] = field(default_factory=lambda: [4, 8, 16])
     lr_grid: list[float] = field(default_factory=lambda: [1.0e-3, 3.0e-3])
     step_grid: list[int] = field(default_factory=lambda: [4, 8, 16])
     val_fraction: float = 0.25  # share of the context held out to score the settings
@@ -119,11 +125,42 @@ class TTTPredictor:
         self.ctx, self.args, self.path, self.inference = ctx, ctx.args, path, inference
         self.generator = torch.Generator().manual_seed(ctx.seed)
         self.selected: list[tuple[float, int]] = []
+        self.per_size: dict[int, tuple[float, int]] = {}
+        if self.args.select and self.args.selection not in ("context", "generated"):
+            raise ValueError(f"selection must be 'context' or 'generated', got '{self.args.selection}'")
+        if self.args.select and self.args.selection == "generated":
+            self.per_size = self.select_on_generated_tasks()
+
+    def select_on_generated_tasks(self) -> dict[int, tuple[float, int]]:
+        """Per training size, the (lr, steps) with the lowest held-out loss on generated tasks."""
+        from sklearn.datasets import make_classification
+
+        from methods.core.seeding import derive_seed, numpy_rng
+
+        args, rng = self.args, numpy_rng(derive_seed(self.ctx.data_seed, "ttt_generated_selection"))
+        sizes = list(self.ctx.data_args.train_sizes)
+        tables = []
+        for i in range(args.generated_tasks):
+            features = args.generated_features[i % len(args.generated_features)]
+            x, y = make_classification(n_samples=max(sizes) + 200, n_features=features,
+                                       n_informative=min(features, 5), n_redundant=0, n_classes=2 + i % 2,
+                                       n_clusters_per_class=1, random_state=int(rng.integers(2**31)))
+            tables.append((x.astype(np.float32), y.astype(np.int64)))
+        chosen = {}
+        for n in sizes:
+            tasks = [(x[:n], y[:n], x[-200:], y[-200:]) for x, y in tables]
+            setting = select_ttt_on_tasks(self.path, tasks, args.lr_grid, args.step_grid, args.query_fraction,
+                                          args.splits_per_step, self.generator, str(self.ctx.device))
+            chosen[n] = (setting.lr, setting.steps)
+        self.ctx.log(f"TTT setting chosen on generated tasks per n: {chosen}")
+        return chosen
 
     def __call__(self, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, num_classes: int) -> np.ndarray:
         args, device = self.args, str(self.ctx.device)
         lr, steps = args.ttt_lr, args.ttt_steps
-        if args.select:
+        if args.select and args.selection == "generated":
+            lr, steps = self.per_size[len(y)]
+        elif args.select:
             setting = select_ttt_setting(self.path, x, y, num_classes, args.lr_grid, args.step_grid,
                                          args.query_fraction, args.splits_per_step, args.val_fraction,
                                          self.generator, device)
