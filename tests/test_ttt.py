@@ -11,7 +11,7 @@ from benchmarks.icl_regression import load as load_regression
 from benchmarks.tabular_icl import TabularArgs, load_source, make_task, stratified_order
 from benchmarks.tabular_icl import score as tabular_score
 from methods.ttt.linear_attention import predict, pretrain, ttt_predict, ttt_weight
-from methods.ttt.tabular import matched_size_factor
+from methods.ttt.tabular import matched_size_factor, required_size, sample_size_reduction
 
 
 def test_ttt_step_is_the_rank_one_gradient_step_of_proposition_3_1():
@@ -109,3 +109,20 @@ def test_matched_size_factor_interpolates_the_reference_curve_in_log_rows():
     assert matched_size_factor(sizes, ref, 0.65, 16) == pytest.approx(np.sqrt(2 * 32 * 16) / 16 / np.sqrt(2))
     assert matched_size_factor(sizes, ref, 0.95, 16) == 4.0  # beyond the curve: a lower bound
     assert matched_size_factor(sizes, ref, 0.4, 16) == 0.5
+
+
+def test_required_size_reads_the_running_best_curve_and_is_infinite_when_never_reached():
+    sizes = [8, 16, 32, 64]
+    assert required_size(sizes, [0.5, 0.7, 0.6, 0.8], 0.7) == pytest.approx(16.0)  # running max, not 32
+    assert required_size(sizes, [0.5, 0.6, 0.7, 0.8], 0.4) == 8.0
+    assert required_size(sizes, [0.5, 0.6, 0.7, 0.8], 0.9) == float("inf")
+
+
+def test_sample_size_reduction_matches_the_no_ttt_accuracy_at_the_largest_size():
+    sizes, base = [8, 16, 32, 64], [0.5, 0.6, 0.7, 0.8]
+    assert sample_size_reduction(sizes, base, [0.6, 0.7, 0.8, 0.85]) == pytest.approx(2.0)  # 64 vs 32 rows
+    assert sample_size_reduction(sizes, base, [0.8, 0.8, 0.8, 0.8]) == pytest.approx(8.0)  # bound: 64 / 8
+    assert sample_size_reduction(sizes, base, base) == pytest.approx(1.0)
+    assert sample_size_reduction(sizes, base, [0.5, 0.6, 0.7, 0.75]) == pytest.approx(1.0)  # never reached
+    # a no-TTT curve that plateaus early needs fewer rows than the largest size: no free factor from it
+    assert sample_size_reduction(sizes, [0.5, 0.8, 0.8, 0.8], [0.8, 0.8, 0.8, 0.8]) == pytest.approx(2.0)

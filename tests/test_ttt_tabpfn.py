@@ -11,9 +11,12 @@ from methods.ttt.tabpfn_model import (
     build_small_model,
     classifier_proba,
     finetune_on_context,
+    forward_proba,
     identity_inference_config,
     load_model,
     save_checkpoint,
+    select_ttt_on_tasks,
+    select_ttt_setting,
     ttt_proba,
 )
 
@@ -61,3 +64,40 @@ def test_prior_tasks_have_tabpfn_layout_and_the_asked_classes():
     batch = sample_tasks(torch.Generator().manual_seed(0), batch=3, rows=50, features=4, classes=3)
     assert batch.x.shape == (50, 3, 4) and batch.y.shape == (50, 3)
     assert set(batch.y.unique().tolist()) <= {0.0, 1.0, 2.0}
+
+
+def test_float32_classifier_equals_the_forward_that_ttt_trains(checkpoint):
+    x, y = _table(2)
+    model = load_model(checkpoint)
+    direct = forward_proba(model, x[:20], y[:20], x[20:], 2)
+    through_tabpfn = classifier_proba(checkpoint, x[:20], y[:20], x[20:], 2, "cpu", identity_inference_config())
+    assert np.allclose(direct, through_tabpfn, atol=1e-5)
+
+
+def test_ttt_setting_is_chosen_on_the_context_and_zero_steps_is_the_model_without_ttt(checkpoint):
+    x, y = _table(3)
+    setting = select_ttt_setting(checkpoint, x[:24], y[:24], 2, lr_grid=[1e-2], step_grid=[2, 4],
+                                 query_fraction=0.3, splits_per_step=2, val_fraction=0.25,
+                                 generator=torch.Generator().manual_seed(0))
+    assert setting.steps in (0, 2, 4) and np.isfinite(setting.val_loss)
+    assert (setting.lr == 0.0) == (setting.steps == 0)
+    inference = identity_inference_config()
+    no_ttt = ttt_proba(checkpoint, x[:20], y[:20], x[20:], 2, steps=0, lr=1e-2, query_fraction=0.3,
+                       splits_per_step=2, generator=torch.Generator().manual_seed(0), inference_config=inference)
+    assert np.allclose(no_ttt, classifier_proba(checkpoint, x[:20], y[:20], x[20:], 2, "cpu", inference))
+    tiny = select_ttt_setting(checkpoint, x[:4], y[:4], 2, lr_grid=[1e-2], step_grid=[2], query_fraction=0.3,
+                              splits_per_step=2, val_fraction=0.25, generator=torch.Generator().manual_seed(0))
+    assert tiny.steps == 0  # three rows left: too few to split for TTT, so no TTT
+
+
+def test_setting_chosen_on_generated_tasks_scores_every_grid_point_and_prefers_fewer_steps_on_ties(checkpoint):
+    tasks = []
+    for seed in (4, 5):
+        x, y = _table(seed)
+        tasks.append((x[:16], y[:16], x[16:], y[16:]))
+    setting = select_ttt_on_tasks(checkpoint, tasks, lr_grid=[1e-2], step_grid=[2], query_fraction=0.3,
+                                  splits_per_step=2, generator=torch.Generator().manual_seed(0))
+    assert setting.steps in (0, 2) and np.isfinite(setting.val_loss)
+    frozen = select_ttt_on_tasks(checkpoint, tasks, lr_grid=[0.0], step_grid=[2], query_fraction=0.3,
+                                 splits_per_step=2, generator=torch.Generator().manual_seed(0))
+    assert frozen.steps == 0  # lr 0 changes nothing: a tie, so no TTT

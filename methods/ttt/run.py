@@ -62,6 +62,9 @@ METHOD = Method(
         Metric("shift_advantage", True, "relative gain on the least aligned split minus the most aligned"),
         Metric("accuracy_over_chance", True, "accuracy minus the test majority-class rate"),
         Metric("accuracy_gain", True, "accuracy with TTT minus without, same model and rows"),
-        Metric("sample_size_reduction", True, "rows the no-TTT model needs to match TTT with n rows, / n"),
+        Metric("sample_size_reduction", True, "rows the no-TTT model needs to reach its accuracy at the largest "
+               "size / rows TTT needs (matched accuracy)"),
+        Metric("size_factor_at_n", True, "rows the no-TTT model needs to match TTT with n rows, / n"),
+        Metric("ttt_steps_selected", False, "TTT steps chosen on the context (0 = no TTT)"),
     ),
 )

@@ -10,6 +10,12 @@ Test-time training (arXiv 2503.11842, Section 6): the model is fine-tuned on the
 rows, leave-some-out: each step splits the context at random into a smaller context and held-out
 queries (several splits per step, batched) and minimises the queries' cross-entropy; the fine-tuned
 weights are saved as a checkpoint and loaded through the same ``model_path`` code to predict the test rows.
+How many steps and which learning rate are chosen per prompt, on the prompt's own rows only
+(``select_ttt_setting``): a held-out share of the context scores every (learning rate, steps) setting of
+a small grid, zero steps (no TTT) included; the test rows are never seen.
+
+The classifier runs in float32 (``inference_precision``): tabpfn's default on CPU is bfloat16 autocast,
+which moved our small model's probabilities by up to 0.09 against the float32 forward that TTT trains.
 """
 
 from __future__ import annotations
@@ -98,9 +104,19 @@ def load_model(path: str | Path) -> torch.nn.Module:
     return copy.deepcopy(model)
 
 
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64, "auto": "auto", "autocast": "autocast"}
+
+
+def inference_precision(name: str) -> Any:
+    """tabpfn's ``inference_precision`` from a config string: float32 / float64 / auto / autocast."""
+    if name not in PRECISIONS:
+        raise ValueError(f"inference_precision '{name}' unknown; use one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[name]
+
+
 def classifier_proba(path: str | Path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                     num_classes: int, device: str = "cpu",
-                     inference_config: Any | None = None) -> np.ndarray:
+                     num_classes: int, device: str = "cpu", inference_config: Any | None = None,
+                     precision: str = "float32") -> np.ndarray:
     """``TabPFNClassifier(model_path=path)`` fit on the context, class probabilities for 0..C-1."""
     import warnings
 
@@ -110,7 +126,7 @@ def classifier_proba(path: str | Path, x_train: np.ndarray, y_train: np.ndarray,
         warnings.simplefilter("ignore", UserWarning)
         clf = TabPFNClassifier(model_path=str(require_checkpoint(path)), device=device, random_state=0,
                                n_preprocessing_jobs=1, inference_config=inference_config,
-                               ignore_pretraining_limits=True)
+                               ignore_pretraining_limits=True, inference_precision=inference_precision(precision))
         clf.fit(x_train, y_train)
         seen = clf.predict_proba(x_test)
     full = np.zeros((len(x_test), num_classes))
@@ -153,9 +169,13 @@ def pretrain_on_prior(model: torch.nn.Module, steps: int, batch: int, rows: int,
 
 
 def finetune_on_context(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, steps: int, lr: float,
-                        query_fraction: float, splits_per_step: int,
-                        generator: torch.Generator) -> list[float]:
-    """Test-time training on the prompt's own rows: leave-some-out splits of the context, batched."""
+                        query_fraction: float, splits_per_step: int, generator: torch.Generator,
+                        num_classes: int | None = None,
+                        on_step: Callable[[int], None] | None = None) -> list[float]:
+    """Test-time training on the prompt's own rows: leave-some-out splits of the context, batched.
+
+    ``on_step(s)`` is called after step s (and with s = 0 before the first), e.g. to score held-out rows.
+    """
     if not 0 < query_fraction < 1:
         raise ValueError(f"query_fraction must lie in (0, 1), got {query_fraction}")
     n = len(y)
@@ -163,36 +183,157 @@ def finetune_on_context(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, st
     if n - num_queries < 2:
         raise ValueError(f"a context of {n} rows is too small to fine-tune on with query_fraction "
                          f"{query_fraction}")
-    num_classes = int(y.max()) + 1
-    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+    num_classes = num_classes or int(y.max()) + 1
+    device = next(model.parameters()).device
+    xt = torch.as_tensor(x, dtype=torch.float32, device=device)
+    yt = torch.as_tensor(y, dtype=torch.float32, device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    model.train()
     losses = []
-    for _ in range(steps):
+    if on_step is not None:
+        on_step(0)
+    for step in range(1, steps + 1):
+        model.train()
         perms = torch.stack([torch.randperm(n, generator=generator) for _ in range(splits_per_step)], dim=1)
-        loss = classify_loss(model, xt[perms], yt[perms], n - num_queries, num_classes)
+        loss = classify_loss(model, xt[perms.to(device)], yt[perms.to(device)], n - num_queries, num_classes)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
+        model.eval()
+        if on_step is not None:
+            on_step(step)
     model.eval()
     return losses
 
 
+def can_finetune(n: int, query_fraction: float) -> bool:
+    return n - max(1, int(round(query_fraction * n))) >= 2
+
+
+@torch.no_grad()
+def forward_proba(model: torch.nn.Module, x_context: np.ndarray, y_context: np.ndarray, x_query: np.ndarray,
+                  num_classes: int) -> np.ndarray:
+    """The model's own float32 forward (what the classifier computes with our inference config)."""
+    device = next(model.parameters()).device
+    x = torch.as_tensor(np.concatenate([x_context, x_query]), dtype=torch.float32, device=device)[:, None]
+    y = torch.as_tensor(y_context, dtype=torch.float32, device=device)[:, None]
+    model.eval()
+    logits = model(x, y)[:, 0, :num_classes]
+    return torch.softmax(logits.float(), -1).cpu().numpy()
+
+
+@dataclasses.dataclass
+class TTTSetting:
+    lr: float
+    steps: int
+    val_loss: float
+
+
+def select_ttt_setting(path: str | Path, x: np.ndarray, y: np.ndarray, num_classes: int, lr_grid: list[float],
+                       step_grid: list[int], query_fraction: float, splits_per_step: int, val_fraction: float,
+                       generator: torch.Generator, device: str = "cpu") -> TTTSetting:
+    """Steps and learning rate for TTT chosen on the context alone (leave-some-out model selection).
+
+    ``val_fraction`` of the context's rows (a random, class-stratified draw) are held out; for each
+    learning rate a copy of the model is fine-tuned on the remaining rows exactly as TTT fine-tunes on
+    the whole context, and after every step count in ``step_grid`` it predicts the held-out rows with the
+    remaining rows as its context. The setting with the lowest held-out log-loss wins; 0 steps (the
+    model without TTT) is always a candidate, and ties go to fewer steps.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    n = len(y)
+    num_val = max(1, int(round(val_fraction * n)))
+    order = torch.randperm(n, generator=generator).numpy()
+    rank = np.empty(n)  # stratified hold-out: interleave each class's rows, take the last num_val
+    for c in np.unique(y):
+        members = order[y[order] == c]
+        rank[members] = (np.arange(len(members)) + 0.5) / len(members)
+    held = np.argsort(rank, kind="stable")
+    fit_idx, val_idx = np.sort(held[: n - num_val]), np.sort(held[n - num_val:])
+    x_fit, y_fit, x_val, y_val = x[fit_idx], y[fit_idx], x[val_idx], y[val_idx]
+    checkpoints = sorted(set(step_grid) | {0})
+
+    def held_out_loss(model: torch.nn.Module) -> float:
+        proba = forward_proba(model, x_fit, y_fit, x_val, num_classes)
+        return float(-np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-7, 1.0)).mean())
+
+    base = load_model(path).to(device)
+    best = TTTSetting(lr=0.0, steps=0, val_loss=held_out_loss(base))
+    if not can_finetune(n - num_val, query_fraction) or max(checkpoints) == 0:
+        return best
+    for lr in lr_grid:
+        model = copy.deepcopy(base)
+
+        def score(step: int, model: torch.nn.Module = model, lr: float = lr) -> None:
+            nonlocal best
+            if step in checkpoints and step > 0:
+                loss = held_out_loss(model)
+                if loss < best.val_loss - 1e-9 or (abs(loss - best.val_loss) <= 1e-9 and step < best.steps):
+                    best = TTTSetting(lr=lr, steps=step, val_loss=loss)
+
+        finetune_on_context(model, x_fit, y_fit, max(checkpoints), lr, query_fraction, splits_per_step,
+                            generator, num_classes, on_step=score)
+    return best
+
+
+def select_ttt_on_tasks(path: str | Path, tasks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                        lr_grid: list[float], step_grid: list[int], query_fraction: float, splits_per_step: int,
+                        generator: torch.Generator, device: str = "cpu") -> TTTSetting:
+    """One TTT setting for a context size, chosen on held-out *generated* tasks (never the benchmark's).
+
+    Each task is (context x, context y, held-out x, held-out y); every (lr, steps) setting, 0 steps
+    included, is scored by the held-out log-loss averaged over the tasks; ties go to fewer steps.
+    """
+    checkpoints = sorted(set(step_grid) | {0})
+    base = load_model(path).to(device)
+    totals: dict[tuple[float, int], float] = {}
+    for x, y, x_val, y_val in tasks:
+        num_classes = int(max(y.max(), y_val.max())) + 1
+
+        def held_out_loss(model: torch.nn.Module, x=x, y=y, x_val=x_val, y_val=y_val, c=num_classes) -> float:
+            proba = forward_proba(model, x, y, x_val, c)
+            return float(-np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-7, 1.0)).mean())
+
+        zero = held_out_loss(base)
+        for lr in lr_grid:
+            totals[(0.0, 0)] = totals.get((0.0, 0), 0.0) + zero / len(lr_grid)
+            if not can_finetune(len(y), query_fraction):
+                continue
+            model = copy.deepcopy(base)
+
+            def score(step: int, model: torch.nn.Module = model, lr: float = lr) -> None:
+                if step in checkpoints and step > 0:
+                    totals[(lr, step)] = totals.get((lr, step), 0.0) + held_out_loss(model)
+
+            finetune_on_context(model, x, y, max(checkpoints), lr, query_fraction, splits_per_step, generator,
+                                num_classes, on_step=score)
+    complete = {k: v / len(tasks) for k, v in totals.items()}
+    lr, steps = min(complete, key=lambda k: (round(complete[k], 9), k[1]))
+    return TTTSetting(lr=lr, steps=steps, val_loss=complete[(lr, steps)])
+
+
 def ttt_proba(path: str | Path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
               num_classes: int, steps: int, lr: float, query_fraction: float, splits_per_step: int,
-              generator: torch.Generator,
-              device: str = "cpu", inference_config: Any | None = None) -> np.ndarray:
-    """Fine-tune a copy of the checkpoint on the context, then predict through ``model_path`` as usual."""
+              generator: torch.Generator, device: str = "cpu", inference_config: Any | None = None,
+              precision: str = "float32") -> np.ndarray:
+    """Fine-tune a copy of the checkpoint on the context, then predict through ``model_path`` as usual.
+
+    ``steps = 0`` (or a context too small to split) is the model without TTT.
+    """
     from tabpfn.checkpoint import Checkpoint
 
     source = require_checkpoint(path)
-    model = load_model(source)
-    finetune_on_context(model, x_train, y_train, steps, lr, query_fraction, splits_per_step, generator)
+    if steps <= 0 or not can_finetune(len(y_train), query_fraction):
+        return classifier_proba(source, x_train, y_train, x_test, num_classes, device, inference_config, precision)
+    model = load_model(source).to(device)
+    finetune_on_context(model, x_train, y_train, steps, lr, query_fraction, splits_per_step, generator,
+                        num_classes)
     original = Checkpoint(source).load()
     with tempfile.TemporaryDirectory() as tmp:
         tuned = save_checkpoint(model, original["config"], Path(tmp) / source.name,
                                 original.get("inference_config"),
                                 {k: v for k, v in original.items() if k not in RESERVED_KEYS})
-        return classifier_proba(tuned, x_train, y_train, x_test, num_classes, device, inference_config)
+        return classifier_proba(tuned, x_train, y_train, x_test, num_classes, device, inference_config,
+                                precision)
