@@ -38,27 +38,42 @@ def embed_mixture(model: GPT2LMHeadModel, weights: torch.Tensor) -> torch.Tensor
 
 
 def logits(model: GPT2LMHeadModel, embeds: torch.Tensor, last: int = 0,
-           use_hf_forward: bool = False) -> torch.Tensor:
-    """Next-token logits at every position (or the last ``last`` positions) for input embeddings (B, T, d)."""
+           use_hf_forward: bool = False, cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+           ) -> torch.Tensor:
+    """Next-token logits at every position (or the last ``last`` positions) for input embeddings (B, T, d).
+
+    ``cache`` (decoding, no gradients): a list holding each layer's keys and values of the positions
+    seen so far; ``embeds`` are then the *new* positions only, and the list is extended in place (an empty
+    list starts a sequence). Same numbers as recomputing the whole prefix, a fraction of the work.
+    """
     if use_hf_forward:
         out = model(inputs_embeds=embeds).logits
         return out[:, -last:] if last else out
     tr, cfg = model.transformer, model.config
     B, T, d = embeds.shape
-    if T > cfg.n_positions:
-        raise ValueError(f"sequence of {T} tokens exceeds the model's {cfg.n_positions} positions")
+    past = cache[0][0].shape[2] if cache else 0
+    if past + T > cfg.n_positions:
+        raise ValueError(f"sequence of {past + T} tokens exceeds the model's {cfg.n_positions} positions")
+    if past and T > 1:
+        raise ValueError("with a non-empty cache, feed one new position at a time")
     H = cfg.n_head
     p = cfg.resid_pdrop if model.training else 0.0
 
     def drop(x: torch.Tensor, rate: float) -> torch.Tensor:
         return F.dropout(x, rate) if rate else x  # no dispatch at all when off
 
-    h = drop(embeds + tr.wpe.weight[:T], cfg.embd_pdrop if model.training else 0.0)
-    for blk in tr.h:
+    h = drop(embeds + tr.wpe.weight[past: past + T], cfg.embd_pdrop if model.training else 0.0)
+    for layer, blk in enumerate(tr.h):
         a = F.layer_norm(h, (d,), blk.ln_1.weight, blk.ln_1.bias, blk.ln_1.eps)
         qkv = torch.addmm(blk.attn.c_attn.bias, a.reshape(-1, d), blk.attn.c_attn.weight)
         q, k, v = qkv.view(B, T, 3, H, d // H).permute(2, 0, 3, 1, 4).unbind(0)
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+        if cache is not None:
+            if layer < len(cache):
+                k, v = torch.cat([cache[layer][0], k], 2), torch.cat([cache[layer][1], v], 2)
+                cache[layer] = (k, v)
+            else:
+                cache.append((k, v))
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=not past,
                                            dropout_p=cfg.attn_pdrop if model.training else 0.0)
         o = torch.addmm(blk.attn.c_proj.bias, o.transpose(1, 2).reshape(B * T, d), blk.attn.c_proj.weight)
         h = h + drop(o.view(B, T, d), p)
