@@ -12,8 +12,9 @@ import torch
 from benchmarks import mnns, prontoqa, prosqa
 from benchmarks.reasoning import ReasoningSplit, pass_at_k_estimate, score
 from methods.cot2.decode import dirichlet_concentration, dirichlet_log_prob, dirichlet_support, rollout
+from methods.cot2.fused import FusedSFTStep, sft_mixtures
 from methods.cot2.grpo import GRPOSettings, step_log_probs, train_grpo
-from methods.cot2.model import build_gpt2, embed_tokens, logits
+from methods.cot2.model import build_gpt2, embed_mixture, embed_tokens, logits
 from methods.cot2.optim import FlatAdamW
 from methods.cot2.sft import supervised_loss, top_beam_targets, train_epochs
 
@@ -78,9 +79,23 @@ def test_graph_task_rejects_a_vocabulary_too_small_for_the_trees():
         prosqa.load(prosqa.GraphArgs(depth=4, max_branch=2, num_node_tokens=20), seed=0)
 
 
+def test_twin_has_gpt2s_parameters_and_loads_into_transformers_gpt2():
+    torch.manual_seed(0)
+    twin = build_gpt2(vocab_size=30, n_positions=12, d_model=24, n_layers=2, n_heads=2)
+    hf = build_gpt2(vocab_size=30, n_positions=12, d_model=24, n_layers=2, n_heads=2, hf=True).eval()
+    ours, theirs = twin.state_dict(), hf.state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+    assert twin.lm_head.weight is twin.transformer.wte.weight
+    residual = twin.transformer.h[0].mlp.c_proj.weight.std().item()
+    assert 0.5 * 0.02 / 2 < residual < 1.5 * 0.02 / 2  # GPT-2's scaled init, 0.02 / sqrt(2 * 2 layers)
+    hf.load_state_dict(ours)
+    embeds = torch.randn(3, 10, 24)
+    assert torch.allclose(logits(twin.eval(), embeds), hf(inputs_embeds=embeds).logits, atol=1e-5)
+
+
 def test_lean_forward_equals_transformers_gpt2_forward():
     torch.manual_seed(0)
-    model = build_gpt2(vocab_size=30, n_positions=12, d_model=24, n_layers=2, n_heads=2).eval()
+    model = build_gpt2(vocab_size=30, n_positions=12, d_model=24, n_layers=2, n_heads=2, hf=True).eval()
     embeds = torch.randn(3, 10, 24)
     assert torch.allclose(logits(model, embeds), model(inputs_embeds=embeds).logits, atol=1e-5)
     assert torch.allclose(logits(model, embeds, last=2), logits(model, embeds, use_hf_forward=True, last=2),
@@ -101,6 +116,50 @@ def test_flat_adamw_takes_the_same_steps_as_torch_adamw():
             opt.step()
     for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
         assert torch.allclose(pa, pb, atol=1e-4), name  # steps are ~lr = 1e-2
+
+
+@pytest.mark.parametrize("kind", ["csft", "discrete", "no_cot"])
+def test_fused_sft_step_gives_autograds_loss_and_gradients(kind):
+    split = mnns.load(SMALL_MNNS, seed=0)["train"].subset(torch.arange(6))
+    torch.manual_seed(0)
+    model = build_gpt2(split.vocab_size, 8, d_model=16, n_layers=2, n_heads=2)  # 8 > 6 positions used
+    opt = FlatAdamW(model.parameters(), lr=1e-3)
+    entropy = -(split.step_targets * split.step_targets.clamp_min(1e-12).log()).sum((1, 2)).mean()
+    reference = supervised_loss(model, kind, split.prompt, split.answer, split.trace, split.step_targets)
+    opt.zero_grad()
+    reference.backward()
+    expected = opt.grad.clone()
+    opt.grad.fill_(123.0)  # the fused step must overwrite every gradient, not accumulate
+    X, Y = sft_mixtures(kind, split.prompt, split.answer, split.trace, split.step_targets, split.vocab_size)
+    loss = FusedSFTStep(model, opt).loss_and_grad(X, Y, entropy if kind == "csft" else 0.0)
+    assert torch.allclose(loss, reference.detach(), atol=1e-5)
+    assert torch.allclose(opt.grad, expected, atol=1e-6)
+
+
+def test_fused_training_follows_the_autograd_training_path():
+    split = mnns.load(SMALL_MNNS, seed=0)["train"]
+    models = []
+    for use_fused in (True, False):
+        torch.manual_seed(0)
+        model = build_gpt2(split.vocab_size, 7, 16, 1, 2)
+        train_epochs(model, "csft", split, epochs=2, batch_size=16, lr=1e-3, weight_decay=0.01,
+                     generator=torch.Generator().manual_seed(0), use_fused=use_fused)
+        models.append(model)
+    for pa, pb in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-4)
+
+
+def test_cached_decoding_equals_recomputing_the_prefix():
+    torch.manual_seed(0)
+    model = build_gpt2(vocab_size=15, n_positions=8, d_model=16, n_layers=2, n_heads=2).eval()
+    prompt = torch.randint(0, 15, (5, 4))
+    out = rollout(model, prompt, 3, "continuous")
+    embeds = embed_tokens(model, prompt)
+    with torch.no_grad():
+        for t in range(3):
+            probs = logits(model, embeds, last=1)[:, 0].softmax(-1)
+            assert torch.allclose(probs, out.step_probs[:, t], atol=1e-6)
+            embeds = torch.cat([embeds, embed_mixture(model, probs)[:, None]], 1)
 
 
 def test_one_hot_continuous_token_is_the_discrete_token():

@@ -1,7 +1,7 @@
 """Batched decoding of the chain of thought: greedy discrete, sampled discrete, continuous, MTS, Dirichlet.
 
-Every mode runs the whole batch at once, one forward per step (sequences are short, so the prefix is
-recomputed instead of cached). Modes (CoT2, arXiv 2505.23648):
+Every mode runs the whole batch at once, one forward per step over the new position only (the
+prompt's and earlier steps' keys/values are cached). Modes (CoT2, arXiv 2505.23648):
 
 - ``greedy``: discrete CoT, argmax token fed back.
 - ``sample``: discrete CoT, a token sampled at temperature 1 (pass@k draws).
@@ -60,11 +60,12 @@ def rollout(model, prompt: torch.Tensor, num_steps: int, mode: str, *, k: int = 
     if mode not in MODES:
         raise ValueError(f"unknown decode mode '{mode}'; known: {', '.join(MODES)}")
     model.eval()
-    embeds = embed_tokens(model, prompt)
+    embeds = embed_tokens(model, prompt)  # the prompt, then one new position per step (keys/values cached)
+    cache: list = []
     probs_seen, tokens_seen, weights_seen, support_seen = [], [], [], []
     V = model.config.vocab_size
     for _ in range(num_steps):
-        step_logits = logits(model, embeds, last=1)[:, 0].float()
+        step_logits = logits(model, embeds, last=1, cache=cache)[:, 0].float()
         probs = step_logits.softmax(-1)
         probs_seen.append(probs)
         if mode == "continuous":
@@ -86,8 +87,8 @@ def rollout(model, prompt: torch.Tensor, num_steps: int, mode: str, *, k: int = 
             tokens_seen.append(tokens)
             weights = F.one_hot(tokens, V).float().mean(1)
         weights_seen.append(weights)
-        embeds = torch.cat([embeds, embed_mixture(model, weights)[:, None]], 1)
-    final = logits(model, embeds, last=1)[:, 0].float()
+        embeds = embed_mixture(model, weights)[:, None]
+    final = logits(model, embeds, last=1, cache=cache)[:, 0].float()
     if sample_answer or mode == "sample":
         answer = torch.multinomial(final.softmax(-1), 1, generator=generator)[:, 0]
     else:

@@ -1,7 +1,9 @@
 """AdamW over one flat parameter buffer: the same update as ``torch.optim.AdamW``, in a handful of ops.
 
 Tiny models spend most of an optimizer step in per-parameter dispatch; here every parameter (and its
-gradient) is a view into one contiguous buffer, so a step is ~7 tensor ops whatever the parameter count.
+gradient) is a view into one contiguous buffer, so a step is one fused AdamW kernel (``torch._fused_adamw_``,
+the kernel behind ``torch.optim.AdamW(fused=True)``; ~7 tensor ops where it is missing) whatever the
+parameter count.
 ``test_cot2_model`` checks it against ``torch.optim.AdamW`` step for step.
 """
 
@@ -32,6 +34,8 @@ class FlatAdamW:
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self.steps = 0
+        self._step_tensor = torch.zeros((), dtype=torch.float32, device=ref.device)
+        self._fused = hasattr(torch, "_fused_adamw_") and ref.dtype in (torch.float32, torch.float64)
 
     def zero_grad(self) -> None:
         self.grad.zero_()  # never set a .grad to None: backward must keep accumulating into the buffer
@@ -41,6 +45,12 @@ class FlatAdamW:
         lr = self.lr if lr is None else lr
         b1, b2 = self.betas
         self.steps += 1
+        if self._fused:
+            self._step_tensor.fill_(self.steps)
+            torch._fused_adamw_([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [],
+                                [self._step_tensor], lr=lr, beta1=b1, beta2=b2, weight_decay=self.weight_decay,
+                                eps=self.eps, amsgrad=False, maximize=False)
+            return
         g = self.grad
         self.flat.mul_(1 - lr * self.weight_decay)
         self.exp_avg.lerp_(g, 1 - b1)

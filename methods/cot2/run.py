@@ -36,6 +36,7 @@ class ModelArgs:
     curve_every: int = 0  # > 0: test accuracy every this many epochs (SFT) or steps (GRPO)
     eval_batch: int = 4096
     decode: str = ""  # evaluation decoder; "" = the family's own (see DEFAULT_DECODE)
+    hf_model: bool = False  # True: transformers' GPT2LMHeadModel; False: its import-free twin (same params)
 
 
 @dataclass
@@ -73,7 +74,8 @@ DEFAULT_DECODE = {"no_cot": "greedy", "discrete_sft": "greedy", "cot2_csft": "co
 
 def _model_for(args: ModelArgs, split: ReasoningSplit):
     n_positions = split.prompt.shape[1] + split.num_steps
-    return build_gpt2(split.vocab_size, n_positions, args.d_model, args.n_layers, args.n_heads, args.dropout)
+    return build_gpt2(split.vocab_size, n_positions, args.d_model, args.n_layers, args.n_heads, args.dropout,
+                      hf=args.hf_model)
 
 
 def _save(model, args: ModelArgs, family: str, out: Path) -> None:

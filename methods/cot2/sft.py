@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.reasoning import ReasoningSplit
+from methods.cot2 import fused
 from methods.cot2.model import embed_mixture, embed_tokens, logits
 from methods.cot2.optim import FlatAdamW
 
@@ -59,28 +60,47 @@ def supervised_loss(model, kind: str, prompt: torch.Tensor, answer: torch.Tensor
 
 def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_size: int, lr: float,
                  weight_decay: float, generator: torch.Generator, targets: torch.Tensor | None = None,
-                 on_epoch: Callable[[int, float], None] | None = None) -> FlatAdamW:
-    """Shuffled minibatch epochs with AdamW at a constant learning rate (as the official code)."""
+                 on_epoch: Callable[[int, float], None] | None = None, use_fused: bool = True) -> FlatAdamW:
+    """Shuffled minibatch epochs with AdamW at a constant learning rate (as the official code).
+
+    Without dropout a step is ``fused.FusedSFTStep`` (hand-derived backward, same maths as
+    ``supervised_loss``); with dropout (or ``use_fused=False``) it is ``supervised_loss`` + autograd.
+    """
+    if kind not in SUPERVISIONS:
+        raise ValueError(f"unknown supervision '{kind}'; known: {', '.join(SUPERVISIONS)}")
     model.train()
     opt = FlatAdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     targets = split.step_targets if targets is None else targets
     entropy = -(targets * targets.clamp_min(1e-12).log()).sum(-1).sum(1)
     n = len(split)
+    step = fused.FusedSFTStep(model, opt) if use_fused and fused.supports(model) else None
+    if step is not None:  # input mixtures / output targets of the whole split, built once
+        X_all, Y_all = fused.sft_mixtures(kind, split.prompt, split.answer, split.trace, targets,
+                                          split.vocab_size)
     for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=generator)
-        # one gather per epoch; minibatches are then contiguous slices (views, no per-step copies)
-        prompt, answer, trace = split.prompt[order], split.answer[order], split.trace[order]
-        soft, ent = (targets[order], entropy[order]) if kind == "csft" else (None, None)
         total = torch.zeros(())
-        for start in range(0, n, batch_size):
-            end = start + batch_size
-            loss = supervised_loss(model, kind, prompt[start:end], answer[start:end], trace[start:end],
-                                   None if soft is None else soft[start:end],
-                                   None if ent is None else ent[start:end])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.detach()
+        if step is not None:
+            # one gather per epoch; minibatches are then contiguous slices (views, no per-step copies)
+            X, Y = X_all[order], Y_all[order]
+            for start in range(0, n, batch_size):
+                total += step(X[start: start + batch_size], Y[start: start + batch_size])
+            if kind == "csft":  # the loss is a KL: subtract the targets' entropy (batch means), once
+                batch_of = torch.arange(n) // batch_size
+                total -= (torch.zeros(int(batch_of[-1]) + 1).index_add_(0, batch_of, entropy[order])
+                          / torch.bincount(batch_of)).sum()
+        else:
+            prompt, answer, trace = split.prompt[order], split.answer[order], split.trace[order]
+            soft, ent = (targets[order], entropy[order]) if kind == "csft" else (None, None)
+            for start in range(0, n, batch_size):
+                end = start + batch_size
+                loss = supervised_loss(model, kind, prompt[start:end], answer[start:end], trace[start:end],
+                                       None if soft is None else soft[start:end],
+                                       None if ent is None else ent[start:end])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += loss.detach()
         if on_epoch is not None:
             on_epoch(epoch, float(total) / -(-n // batch_size))
             model.train()
