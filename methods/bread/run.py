@@ -66,19 +66,22 @@ def make_reward(split: ChainSplit):
     """The only RL signal: 1 if the solution (expert prefix + student completion) is the whole correct chain.
 
     The chain of states is the verifiable answer (like a move sequence checked by a verifier), so an
-    untrained student succeeds with probability ~num_states^-K: exponentially small in the steps.
+    untrained student succeeds with probability ~vocab^-K: exponentially small in the steps. Each step may
+    be written plainly (the state) or in the expert's style (its planning token); both are checked.
     """
     base = torch.tensor([p.numel() for p in split.prompts])
-    states = right_pad([t[:-1] for t in split.traces], PAD)  # (n, K_max) expert states, EOS dropped
+    expert = right_pad([t[:-1] for t in split.traces], PAD)  # (n, K_max) expert step tokens, EOS dropped
+    plain = right_pad([t[:-1] for t in (split.plain or split.traces)], PAD)
+    width = expert.shape[1]
+    in_chain = torch.arange(width)[None, :] < split.steps[:, None]
 
     def reward(gen: Generation, ids: torch.Tensor) -> torch.Tensor:
-        ends = base[ids] + (gen.prompt_lengths - base[ids]) + gen.completion_lengths
-        width = states.shape[1]
-        solution = [gen.tokens[i, base[ids[i]]: ends[i]][:width] for i in range(len(gen))]
-        sol = right_pad(solution, PAD, width)
-        k = split.steps[ids]
-        in_chain = torch.arange(states.shape[1])[None, :] < k[:, None]
-        return ((sol == states[ids]) | ~in_chain).all(1).float()
+        start = base[ids][:, None]
+        pos = start + torch.arange(width)[None, :]
+        written = pos < (gen.prompt_lengths + gen.completion_lengths)[:, None]
+        sol = gen.tokens.gather(1, pos.clamp(max=gen.tokens.shape[1] - 1)).masked_fill(~written, PAD)
+        right = (sol == expert[ids]) | (sol == plain[ids])
+        return (right | ~in_chain[ids]).all(1).float()
 
     return reward
 
@@ -157,8 +160,9 @@ def run(ctx: RunContext) -> None:
 
 def final_eval(ctx: RunContext, model: TinyLM, data: dict[str, ChainSplit], gen: torch.Generator) -> None:
     args: StudentArgs = ctx.args
-    for name in ("test_easy", "test_hard"):
-        ctx.record_all(evaluate(model, data[name], args.eval_problems, args.pass_k, gen), split=name)
+    for name in ("test_easy", "test_hard", "val_easy", "val_hard"):  # val_*: only with num_val > 0
+        if name in data:
+            ctx.record_all(evaluate(model, data[name], args.eval_problems, args.pass_k, gen), split=name)
 
 
 def rl_loop(ctx: RunContext, model: TinyLM, train_split: ChainSplit, data: dict[str, ChainSplit], stage: dict,
