@@ -3,19 +3,23 @@
 A hidden transition table ``T[action, state] -> state`` (a random permutation per action, fixed per data
 seed) defines a Markov chain. A problem gives a start state and ``K`` actions; its answer is the chain of
 states reached by applying them in order. Example (states s0..s7 = tokens 3-10, actions a0..a3 = tokens
-11-14, K=3)::
+11-14, K=3, hard_steps=5, the default "slots" layout)::
 
-    prompt      s5 a2 a0 a3 =          (start state, actions, separator)
+    prompt      a2 a0 a3 _ _ = s5      (K action slots of hard_steps, empty slots, separator, start state)
     expert      s1 s6 s6               (one episode per step: the state after each action)
-    answer      s6                     (the last token the student writes)
+    answer      s6                     (the last state the student writes)
+
+Step j's action sits hard_steps + 1 tokens before the position that predicts step j, for every K and
+every expert prefix, so one step is one local lookup a tiny student can represent (the "compact" layout
+``s5 a2 a0 a3 =`` makes that offset depend on K, which a 26k-parameter student learns poorly).
 
 The expert trace has one *episode* per step (the anchors BREAD branches from). Success needs every step
 right, so a student with per-step accuracy p solves a K-step problem with probability ~p^K: the chance
 that an untrained or partly trained student succeeds falls exponentially with K (the paper's failure
-mode 2), and a tiny student trained on a few expert traces imitates each step imperfectly (failure
-mode 1). ``easy_steps`` and ``hard_steps`` are the knobs. A solution counts as right when its chain of
-states is the correct one (the chain is the verifiable answer); ``final_answers``/``rewards`` offer the
-looser last-token check.
+mode 2). ``expert_lookahead`` > 0 writes the expert's steps in a style the student cannot express
+(failure mode 1, see ``ChainArgs``). ``easy_steps`` and ``hard_steps`` are the knobs. A solution counts as
+right when its chain of states is the correct one (the chain is the verifiable answer);
+``final_answers``/``rewards`` offer the looser last-token check.
 """
 
 from __future__ import annotations
