@@ -118,3 +118,14 @@ def test_expert_planning_tokens_are_accepted_beside_plain_states_and_wrong_steps
     rows = [torch.cat([prompt, t]) for t in (split.traces[0], split.plain[0], mixed, wrong)]
     gen = Generation(right_pad(rows, PAD), torch.tensor([prompt.numel()] * 4), torch.tensor([6] * 4), PAD)
     assert reward(gen, torch.zeros(4, dtype=torch.long)).tolist() == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_curve_evaluation_reports_the_same_greedy_accuracy_without_sampling():
+    from methods.bread.run import StudentArgs, build_student, evaluate
+
+    split = load(ARGS, 6)["test_easy"]
+    torch.manual_seed(0)
+    model = build_student(StudentArgs(d_model=16, n_layers=1, n_heads=2), split.vocab_size)
+    full = evaluate(model, split, 8, 4, torch.Generator().manual_seed(0))
+    curve = evaluate(model, split, 8, 0, torch.Generator().manual_seed(0))
+    assert set(full) == {"accuracy", "pass_at_4"} and curve == {"accuracy": full["accuracy"]}
