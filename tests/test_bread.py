@@ -73,3 +73,59 @@ def test_reward_needs_the_whole_chain_and_score_reports_greedy_and_pass_at_k():
     assert reward(gen, torch.tensor([0, 0])).tolist() == [1.0, 0.0]
     correct = torch.tensor([[True, False, True], [False, False, False]])
     assert score(correct, 2) == {"accuracy": 0.5, "pass_at_2": 0.5}
+
+
+def test_slot_layout_puts_each_steps_action_at_a_constant_offset_for_every_chain_length():
+    args = ChainArgs(num_states=6, num_actions=3, easy_steps=2, hard_steps=5, num_train=16, num_test=8)
+    data = load(args, 4)
+    first_action = 3 + args.num_states
+    for split in (data["test_easy"], data["test_hard"]):
+        for prompt, trace, k in zip(split.prompts, split.traces, split.steps.tolist(), strict=True):
+            assert prompt.numel() == args.hard_steps + 2  # same prompt length for every K
+            row = torch.cat([prompt, trace])
+            for j in range(k):  # step j is predicted at position len(prompt)-1+j; its action is hard_steps+1 back
+                predicting = prompt.numel() - 1 + j
+                assert row[predicting - (args.hard_steps + 1)] >= first_action
+            assert (prompt[k: args.hard_steps] == PAD).all()  # empty slots
+
+
+def test_validation_splits_leave_train_and_test_unchanged():
+    plain = load(ARGS, 2)
+    with_val = load(ChainArgs(**{**ARGS.__dict__, "num_val": 5}), 2)
+    assert set(with_val) - set(plain) == {"val_easy", "val_hard"} and len(with_val["val_hard"]) == 5
+    for name in plain:
+        assert all(torch.equal(a, b) for a, b in zip(plain[name].prompts, with_val[name].prompts, strict=True))
+    compact = load(ChainArgs(**{**ARGS.__dict__, "layout": "compact"}), 2)["test_hard"]
+    assert compact.prompts[0].numel() == 5 + 2 and compact.prompts[0][-1] == 1  # start, 5 actions, SEP
+
+
+def test_expert_planning_tokens_are_accepted_beside_plain_states_and_wrong_steps_are_not():
+    from benchmarks.chain_reasoning import planning_token
+
+    args = ChainArgs(num_states=6, num_actions=3, easy_steps=2, hard_steps=5, num_train=16, num_test=8,
+                     expert_lookahead=2)
+    split = load(args, 5)["test_hard"]
+    plain = split.plain[0][:-1] - 3
+    expected = planning_token(plain.numpy(), plain.numpy()[[2, 3, 4, 4, 4]], args)
+    assert split.traces[0][:-1].tolist() == expected.tolist()  # (state, state two steps ahead), capped at K
+    assert split.vocab_size == 3 + 6 + 3 + 36
+    reward = make_reward(split)
+    prompt = split.prompts[0]
+    mixed = split.plain[0].clone()
+    mixed[:2] = split.traces[0][:2]  # first two steps in the expert's style, the rest plain
+    wrong = split.traces[0].clone()
+    wrong[1] = planning_token(plain.numpy()[1:2], (plain.numpy()[3:4] + 1) % 6, args)[0]  # wrong look-ahead
+    rows = [torch.cat([prompt, t]) for t in (split.traces[0], split.plain[0], mixed, wrong)]
+    gen = Generation(right_pad(rows, PAD), torch.tensor([prompt.numel()] * 4), torch.tensor([6] * 4), PAD)
+    assert reward(gen, torch.zeros(4, dtype=torch.long)).tolist() == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_curve_evaluation_reports_the_same_greedy_accuracy_without_sampling():
+    from methods.bread.run import StudentArgs, build_student, evaluate
+
+    split = load(ARGS, 6)["test_easy"]
+    torch.manual_seed(0)
+    model = build_student(StudentArgs(d_model=16, n_layers=1, n_heads=2), split.vocab_size)
+    full = evaluate(model, split, 8, 4, torch.Generator().manual_seed(0))
+    curve = evaluate(model, split, 8, 0, torch.Generator().manual_seed(0))
+    assert set(full) == {"accuracy", "pass_at_4"} and curve == {"accuracy": full["accuracy"]}

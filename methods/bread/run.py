@@ -66,26 +66,30 @@ def make_reward(split: ChainSplit):
     """The only RL signal: 1 if the solution (expert prefix + student completion) is the whole correct chain.
 
     The chain of states is the verifiable answer (like a move sequence checked by a verifier), so an
-    untrained student succeeds with probability ~num_states^-K: exponentially small in the steps.
+    untrained student succeeds with probability ~vocab^-K: exponentially small in the steps. Each step may
+    be written plainly (the state) or in the expert's style (its planning token); both are checked.
     """
     base = torch.tensor([p.numel() for p in split.prompts])
-    states = right_pad([t[:-1] for t in split.traces], PAD)  # (n, K_max) expert states, EOS dropped
+    expert = right_pad([t[:-1] for t in split.traces], PAD)  # (n, K_max) expert step tokens, EOS dropped
+    plain = right_pad([t[:-1] for t in (split.plain or split.traces)], PAD)
+    width = expert.shape[1]
+    in_chain = torch.arange(width)[None, :] < split.steps[:, None]
 
     def reward(gen: Generation, ids: torch.Tensor) -> torch.Tensor:
-        ends = base[ids] + (gen.prompt_lengths - base[ids]) + gen.completion_lengths
-        width = states.shape[1]
-        solution = [gen.tokens[i, base[ids[i]]: ends[i]][:width] for i in range(len(gen))]
-        sol = right_pad(solution, PAD, width)
-        k = split.steps[ids]
-        in_chain = torch.arange(states.shape[1])[None, :] < k[:, None]
-        return ((sol == states[ids]) | ~in_chain).all(1).float()
+        start = base[ids][:, None]
+        pos = start + torch.arange(width)[None, :]
+        written = pos < (gen.prompt_lengths + gen.completion_lengths)[:, None]
+        sol = gen.tokens.gather(1, pos.clamp(max=gen.tokens.shape[1] - 1)).masked_fill(~written, PAD)
+        right = (sol == expert[ids]) | (sol == plain[ids])
+        return (right | ~in_chain[ids]).all(1).float()
 
     return reward
 
 
 def evaluate(model: TinyLM, split: ChainSplit, n: int, k: int,
              generator: torch.Generator) -> dict[str, float]:
-    """Greedy accuracy and pass@k (k samples at temperature 1) on the first n problems."""
+    """Greedy accuracy and pass@k (k samples at temperature 1) on the first n problems; k=0: accuracy only
+    (the training curves), which skips the k sampled answers per problem."""
     model.eval()
     sampler = TorchSampler(model, PAD, EOS)
     ids = torch.arange(min(n, len(split)))
@@ -93,12 +97,14 @@ def evaluate(model: TinyLM, split: ChainSplit, n: int, k: int,
     budget = split.steps[ids] + 2
     reward = make_reward(split)
     greedy = sampler.sample(prompts, budget, temperature=0.0)
-    sampled = sampler.sample([p for p in prompts for _ in range(k)], budget.repeat_interleave(k),
-                             temperature=1.0, generator=generator)
-    sampled_right = reward(sampled, ids.repeat_interleave(k)).view(-1, k)
-    correct = torch.cat([reward(greedy, ids)[:, None], sampled_right], 1)
+    correct = reward(greedy, ids)[:, None]
+    if k > 0:
+        sampled = sampler.sample([p for p in prompts for _ in range(k)], budget.repeat_interleave(k),
+                                 temperature=1.0, generator=generator)
+        correct = torch.cat([correct, reward(sampled, ids.repeat_interleave(k)).view(-1, k)], 1)
     model.train()
-    return score(correct.bool(), k)
+    metrics = score(correct.bool(), k)
+    return metrics if k > 0 else {"accuracy": metrics["accuracy"]}
 
 
 def sft_rows(split: ChainSplit) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,8 +163,9 @@ def run(ctx: RunContext) -> None:
 
 def final_eval(ctx: RunContext, model: TinyLM, data: dict[str, ChainSplit], gen: torch.Generator) -> None:
     args: StudentArgs = ctx.args
-    for name in ("test_easy", "test_hard"):
-        ctx.record_all(evaluate(model, data[name], args.eval_problems, args.pass_k, gen), split=name)
+    for name in ("test_easy", "test_hard", "val_easy", "val_hard"):  # val_*: only with num_val > 0
+        if name in data:
+            ctx.record_all(evaluate(model, data[name], args.eval_problems, args.pass_k, gen), split=name)
 
 
 def rl_loop(ctx: RunContext, model: TinyLM, train_split: ChainSplit, data: dict[str, ChainSplit], stage: dict,
@@ -205,7 +212,7 @@ def rl_loop(ctx: RunContext, model: TinyLM, train_split: ChainSplit, data: dict[
             guided.append(0.0)
         stats = learner.update(gen, rewards, ctx.device)
         if step % args.eval_every == 0 or step == args.rl_steps:
-            curve = {name: evaluate(model, data[name], args.curve_problems, args.pass_k, eval_gen)
+            curve = {name: evaluate(model, data[name], args.curve_problems, 0, eval_gen)
                      for name in ("test_easy", "test_hard")}
             for name, metrics in curve.items():
                 ctx.record("accuracy", metrics["accuracy"], split=name, step=step + stage["steps"])
