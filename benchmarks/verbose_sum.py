@@ -42,8 +42,12 @@ class VerboseSumArgs:
     min_steps: int = 2
     max_steps: int = 8
     modulus: int = 10  # operands and running sums are digits below this
-    mid_check_prob: float = 0.3  # chance of a redundant re-check after each intermediate step
-    stop_prob: float = 0.25  # after the last step: chance to end thinking at each opportunity
+    mid_check_prob: float = 0.15  # chance of a redundant re-check after each intermediate step
+    stop_prob: float = 0.2  # after the last step: chance to end thinking at each opportunity
+    # Optional weak instruction-following in the SFT traces: the tail's stop probability per level token
+    # ({"short": p, "medium": p, "long": p}; "any" and unlisted levels use stop_prob). None: the level
+    # token does not change a trace's length at all.
+    level_stop_probs: dict | None = None
     max_tail_checks: int = 12  # cap on re-checks after the last step
     num_train: int = 20000
     num_val: int = 400
@@ -147,7 +151,13 @@ def verbose_traces(split: Split, args: VerboseSumArgs, rng: np.random.Generator)
     check_slots[~mid] = PAD
     body = np.stack([step_slots, check_slots], 2).reshape(n, -1)  # (n, 6 k_max)
     # Tail: re-check the last step until the trace stops (geometric, capped).
-    tail_n = np.minimum(rng.geometric(args.stop_prob, size=n) - 1, args.max_tail_checks)
+    stop = np.full(n, args.stop_prob)
+    for name, prob in (args.level_stop_probs or {}).items():
+        if name not in LEVELS or not 0 < float(prob) <= 1:
+            raise ValueError(f"level_stop_probs: need a level in {', '.join(LEVELS)} and 0 < p <= 1, "
+                             f"got {name}: {prob}")
+        stop[split.prompts[:, 1].numpy() == LEVELS[name]] = float(prob)
+    tail_n = np.minimum(rng.geometric(stop) - 1, args.max_tail_checks)
     rows = np.arange(n)
     last = np.stack([np.full(n, WAIT), step_ids[rows, steps - 1], values[rows, steps - 1]], -1)
     tail = np.repeat(last[:, None, :], args.max_tail_checks, 1)

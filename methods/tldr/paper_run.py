@@ -155,4 +155,5 @@ def _train(ctx: RunContext, evaluator: MathEvaluator, train: list[MathProblem], 
             ctx.record(name, stats[name], split="train", step=step)
 
     train_length_grpo(evaluator.model, draw, judge, args.length_penalty, args.penalty, cfg, args.rl_steps,
-                      args.max_new_tokens, evaluator.tokens, generator, ctx.log, args.log_every, on_log)
+                      args.max_new_tokens, evaluator.tokens, generator, ctx.log, args.log_every, on_log,
+                      args.rl_warmup)

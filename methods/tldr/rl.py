@@ -23,6 +23,7 @@ import torch
 from transformers import PreTrainedModel
 
 from benchmarks.verbose_sum import LEVELS, Split, parse_responses
+from methods.core.training import cosine_schedule
 from methods.rl import Generation, GRPOConfig, GRPOLearner
 from methods.tldr.generation import SpecialTokens, sample
 
@@ -73,13 +74,17 @@ Judge = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
 def train_length_grpo(model: PreTrainedModel, draw: Draw, judge: Judge, alpha: float, penalty: str,
                       cfg: GRPOConfig, steps: int, max_new_tokens: int, tokens: SpecialTokens,
                       generator: torch.Generator, log: Callable[[str], None], log_every: int = 10,
-                      on_log: Callable[[int, dict[str, float]], None] | None = None) -> None:
+                      on_log: Callable[[int, dict[str, float]], None] | None = None,
+                      warmup: float | None = None) -> None:
     """TLDR's RL loop, task-agnostic: draw prompts, sample ``group_size`` responses each with the KV-cached
     sampler, reward correctness minus the length penalty, one GRPO update (the shared engine)."""
     # beta > 0: a frozen copy of the starting (SFT) policy anchors the update with the engine's KL term,
     # so the length signal moves the stopping decision without dragging the computation steps along.
     reference = copy.deepcopy(model).eval().requires_grad_(False) if cfg.beta != 0.0 else None
     learner = GRPOLearner(model, cfg, ref_model=reference)
+    # Warm-up then cosine decay of the RL learning rate (the shared schedule of methods/core/training): the
+    # first Adam steps move every weight by about lr, and the decay lets the policy settle before evaluation.
+    schedule = cosine_schedule(learner.optimizer, steps, warmup) if warmup is not None else None
     device = next(model.parameters()).device
     for step in range(1, steps + 1):
         prompts, lengths, budgets, refs = draw()
@@ -93,6 +98,8 @@ def train_length_grpo(model: PreTrainedModel, draw: Draw, judge: Judge, alpha: f
         gen = Generation(tokens=_right_padded(prompts, lengths, responses, tokens.pad),
                          prompt_lengths=lengths, completion_lengths=response_lengths, pad_id=tokens.pad)
         stats = learner.update(gen, rewards, device)
+        if schedule is not None:
+            schedule.step()
         stats["mean_tokens"] = response_lengths.float().mean().item()
         stats["accuracy"] = correct.float().mean().item()
         if step % log_every == 0 or step == steps:
@@ -130,8 +137,8 @@ def level_batch(train: Split, level_ids: torch.Tensor, prompts_per_step: int, pa
 def train_tldr(model: PreTrainedModel, train: Split, reward: LengthReward, cfg: GRPOConfig, steps: int,
                prompts_per_step: int, max_new_tokens: int, tokens: SpecialTokens, generator: torch.Generator,
                log: Callable[[str], None], log_every: int = 10,
-               on_log: Callable[[int, dict[str, float]], None] | None = None, paired_levels: bool = True
-               ) -> None:
+               on_log: Callable[[int, dict[str, float]], None] | None = None, paired_levels: bool = True,
+               warmup: float | None = None) -> None:
     """TLDR on the verbose-sum task: prompts at the levels (see ``level_batch``), the answer token judged."""
     by_budget = sorted(reward.budgets, key=reward.budgets.__getitem__)  # not the config key order
     level_ids = torch.tensor([LEVELS[name] for name in by_budget])
@@ -145,7 +152,7 @@ def train_tldr(model: PreTrainedModel, train: Split, reward: LengthReward, cfg: 
         return (answer == train.answers[idx]).float(), length
 
     train_length_grpo(model, draw, judge, reward.alpha, reward.penalty, cfg, steps, max_new_tokens, tokens,
-                      generator, log, log_every, on_log)
+                      generator, log, log_every, on_log, warmup)
 
 
 def _right_padded(prompts: torch.Tensor, lengths: torch.Tensor, responses: torch.Tensor, pad: int

@@ -50,7 +50,9 @@ class SFTStageArgs(PolicyArgs, EvalArgs):
 
 @dataclass
 class SFTArgs(EvalArgs):
-    pass
+    # The SFT model asked at each level too (rows test_<level>, length_error against these budgets): the
+    # baseline for TLDR's multi-level control. Empty: only the level-free prompt.
+    level_budgets: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +88,7 @@ class TLDRArgs(EvalArgs):
     beta: float = 0.0
     log_every: int = 10
     paired_levels: bool = True  # every drawn problem asked at all levels in one step (rl.level_batch)
+    rl_warmup: float | None = 0.1  # warm-up fraction of a cosine RL learning-rate schedule; None: constant lr
 
 
 def _settings(args: EvalArgs) -> EvalSettings:
@@ -158,6 +161,10 @@ def run(ctx: RunContext) -> None:
                                       generator)
         _record_vs_sft(ctx, metrics, reference["test"], "test")
         _samples(ctx, data["test"], responses, "sft")
+        if ctx.args.level_budgets:
+            per_level = {level: evaluate(model, data["test"].with_level(level), ctx.benchmark.score, TOKENS,
+                                         _settings(ctx.args), generator)[0] for level in ctx.args.level_budgets}
+            record_levels(ctx, per_level, ctx.args.level_budgets, reference["test"])
     elif ctx.family in ("ts", "budget_forcing"):
         _run_sweep(ctx, model, reference, data, generator)
     elif ctx.family == "tldr":
@@ -249,7 +256,8 @@ def _run_tldr(ctx: RunContext, model, reference, data, generator) -> None:
         ctx.record("mean_tokens", stats["mean_tokens"], split="train", step=step)
 
     train_tldr(model, data["train"], reward, cfg, args.rl_steps, args.prompts_per_step, args.max_new_tokens,
-               TOKENS, generator, ctx.log, args.log_every, on_log, args.paired_levels)
+               TOKENS, generator, ctx.log, args.log_every, on_log, args.paired_levels,
+               args.rl_warmup)
     per_level = {}
     for level in args.budgets:
         split = data["test"].with_level(level)
