@@ -12,10 +12,13 @@ Worked example (K = 3 steps, start 4, add 7)::
               |--- needed (steps) ---|------ redundant re-checks ------|
 
 The shortest correct response is ``2K + 3`` tokens; the verbose ones have on average
-``mid_check_prob * 3 (K - 1) + 3 (1 - stop_prob) / stop_prob`` more. Every step is a chance to err,
+``mid_check_prob * 3 (K - 1) + 3 (1 - stop_prob) / stop_prob`` more (mostly after the answer is
+already fixed: with the defaults 3.6 tokens mid-computation on average, 9 in the tail). Every step is a chance to err,
 so longer problems need longer traces and fail more often: wrong answers are longer, as in the paper.
-A level token (``<any> <short> <medium> <long>``) sits in the prompt; SFT traces ignore it (their
-length does not depend on it), so the SFT model learns no length control: that is what TLDR's RL adds.
+A level token (``<any> <short> <medium> <long>``) sits in the prompt. By default SFT traces ignore it;
+with ``level_stop_probs`` the tail's stop probability depends on it (loose instruction following, like a
+distilled model that reads "think briefly" but misses any budget): the SFT model's levels are then
+ordered but far from TLDR's budgets, and putting each level on its budget is what TLDR's RL adds.
 
 Scoring parses a response: the answer is the token right after the first ``</think>``; a response
 that never ends thinking (hits the length limit) is wrong.
@@ -44,6 +47,10 @@ class VerboseSumArgs:
     modulus: int = 10  # operands and running sums are digits below this
     mid_check_prob: float = 0.3  # chance of a redundant re-check after each intermediate step
     stop_prob: float = 0.25  # after the last step: chance to end thinking at each opportunity
+    # Optional weak instruction-following in the SFT traces: the tail's stop probability per level token
+    # ({"short": p, "medium": p, "long": p}; "any" and unlisted levels use stop_prob). None: the level
+    # token does not change a trace's length at all.
+    level_stop_probs: dict | None = None
     max_tail_checks: int = 12  # cap on re-checks after the last step
     num_train: int = 20000
     num_val: int = 400
@@ -147,7 +154,13 @@ def verbose_traces(split: Split, args: VerboseSumArgs, rng: np.random.Generator)
     check_slots[~mid] = PAD
     body = np.stack([step_slots, check_slots], 2).reshape(n, -1)  # (n, 6 k_max)
     # Tail: re-check the last step until the trace stops (geometric, capped).
-    tail_n = np.minimum(rng.geometric(args.stop_prob, size=n) - 1, args.max_tail_checks)
+    stop = np.full(n, args.stop_prob)
+    for name, prob in (args.level_stop_probs or {}).items():
+        if name not in LEVELS or not 0 < float(prob) <= 1:
+            raise ValueError(f"level_stop_probs: need a level in {', '.join(LEVELS)} and 0 < p <= 1, "
+                             f"got {name}: {prob}")
+        stop[split.prompts[:, 1].numpy() == LEVELS[name]] = float(prob)
+    tail_n = np.minimum(rng.geometric(stop) - 1, args.max_tail_checks)
     rows = np.arange(n)
     last = np.stack([np.full(n, WAIT), step_ids[rows, steps - 1], values[rows, steps - 1]], -1)
     tail = np.repeat(last[:, None, :], args.max_tail_checks, 1)

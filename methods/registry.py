@@ -42,6 +42,7 @@ BENCHMARKS: dict[str, str] = {
     "lt_mnist1d": "benchmarks.lt_mnist1d",
     "cifar_lt": "benchmarks.cifar_lt",
     "federated_vision": "benchmarks.federated_vision",
+    "math_reasoning": "benchmarks.math_reasoning",
 }
 
 

@@ -164,7 +164,7 @@ def test_operating_point_is_the_cheapest_within_tolerance_and_matching_interpola
 def test_stage_and_variants_run_end_to_end_on_tiny_sizes(tmp_path):
     from methods.core.api import RunContext
     from methods.registry import get_benchmark, get_method
-    from methods.tldr.run import BudgetArgs, SFTStageArgs, TLDRArgs, TSArgs
+    from methods.tldr.run import BudgetArgs, SFTArgs, SFTStageArgs, TLDRArgs, TSArgs
 
     method, bench = get_method("tldr"), get_benchmark("verbose_sum")
     data_args = dataclasses.replace(SMALL, num_train=200)
@@ -182,14 +182,46 @@ def test_stage_and_variants_run_end_to_end_on_tiny_sizes(tmp_path):
                                                    mlp_width=32, **eval_args), stage_dir))
     assert set(json.loads((stage_dir / "reference.json").read_text())) == {"val", "test"}
     rows = {}
-    for family, args in (("ts", TSArgs(scales=[1.0, 2.0], **eval_args)),
+    for family, args in (("sft", SFTArgs(level_budgets={"short": 6, "long": 12}, **eval_args)),
+                         ("ts", TSArgs(scales=[1.0, 2.0], **eval_args)),
                          ("budget_forcing", BudgetArgs(budgets=[4, 8], wait=True, **eval_args)),
-                         ("tldr", TLDRArgs(rl_steps=1, prompts_per_step=2, group_size=2, log_every=1,
+                         ("tldr", TLDRArgs(rl_steps=1, prompts_per_step=3, group_size=2, log_every=1,
                                            **eval_args))):
         run_ctx = ctx(family, args, tmp_path / family, {"sft_model": stage_dir})
         method.run(run_ctx)
         rows[family] = {(r["metric"], r["split"]) for r in run_ctx.rows}
         assert all(np.isfinite(r["value"]) for r in run_ctx.rows)
-    assert ("accuracy_matched_tokens", "test") in rows["ts"]
+    assert {("length_error", "test_long"), ("level_span", "test")} <= rows["sft"]
+    assert {("accuracy_matched_tokens", "test"), ("accuracy", "sweep_val")} <= rows["ts"]
     assert ("accuracy", "sweep") in rows["budget_forcing"]
     assert {("length_error", "test_short"), ("levels_ordered", "test")} <= rows["tldr"]
+
+
+def test_level_stop_probs_make_short_level_traces_shorter_than_long_ones():
+    args = dataclasses.replace(SMALL, num_train=3000, level_stop_probs={"short": 0.4, "long": 0.1})
+    train = load(args, seed=3)["train"]
+    _, length, _ = parse_responses(train.responses)
+    by_level = {name: length[train.prompts[:, 1] == LEVELS[name]].float().mean() for name in ("short", "long")}
+    assert by_level["short"] + 6 < by_level["long"]
+    with pytest.raises(ValueError, match="level_stop_probs"):
+        load(dataclasses.replace(SMALL, level_stop_probs={"tiny": 0.5}), seed=3)
+
+
+def test_paired_level_batches_ask_each_problem_at_every_level(data):
+    from methods.tldr.rl import level_batch
+
+    levels = torch.tensor([LEVELS["short"], LEVELS["medium"], LEVELS["long"]])
+    idx, prompts = level_batch(data["train"], levels, 6, True, torch.Generator().manual_seed(0))
+    assert idx.tolist()[0::3] == idx.tolist()[1::3] == idx.tolist()[2::3]
+    assert prompts[:, 1].tolist() == levels.repeat(2).tolist()
+    assert torch.equal(prompts[:, 2:], data["train"].prompts[idx, 2:])
+    with pytest.raises(ValueError, match="multiple"):
+        level_batch(data["train"], levels, 4, True, torch.Generator().manual_seed(0))
+
+
+def test_length_regularised_reward_distance_and_over_forms():
+    from methods.tldr.rl import length_regularised_reward
+
+    correct, length, budget = torch.tensor([1.0, 1.0, 0.0]), torch.tensor([10, 30, 20]), torch.tensor([20.0] * 3)
+    assert length_regularised_reward(correct, length, budget, 1.0).tolist() == pytest.approx([0.5, 0.5, 0.0])
+    assert length_regularised_reward(correct, length, budget, 1.0, "over").tolist() == pytest.approx([1, .5, 0])

@@ -9,22 +9,19 @@ path. Everything loads from a hub id or a local path / jsonl, so it is tested of
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmarks.math_reasoning import PAPER_DATASETS, MathProblem, load_math_problems
+from benchmarks.math_reasoning import score as score_math
 from methods.tldr.generation import SpecialTokens
 
-# Hub ids of the paper's evaluation sets (arXiv 2505.07961, Sec. 5): (id, config, split, problem, answer).
-PAPER_DATASETS: dict[str, tuple[str, str | None, str, str, str]] = {
-    "math500": ("HuggingFaceH4/MATH-500", None, "test", "problem", "answer"),
-    "aime24": ("HuggingFaceH4/aime_2024", None, "train", "problem", "answer"),
-    "amc": ("AI-MO/aimo-validation-amc", None, "train", "problem", "answer"),
-    "olympiadbench": ("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train", "question", "final_answer"),
-}
+__all__ = ["LEVEL_INSTRUCTIONS", "PAPER_DATASETS", "PAPER_MODEL", "MathProblem", "VLLMGenerator", "decode",
+           "encode_prompts", "load_math_problems", "load_tokenizer", "response_lengths", "score_math",
+           "special_tokens"]
+
 PAPER_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"  # the distilled small reasoning model
 LEVEL_INSTRUCTIONS = {  # TLDR's level prompts (our wording)
     "any": "",
@@ -32,48 +29,6 @@ LEVEL_INSTRUCTIONS = {  # TLDR's level prompts (our wording)
     "medium": "Think moderately.",
     "long": "Think thoroughly.",
 }
-
-
-@dataclass
-class MathProblem:
-    problem: str
-    answer: str
-
-
-def _is_local(source: str) -> bool:
-    return source.endswith(".jsonl") or source.startswith((".", "/")) or Path(source).exists()
-
-
-def load_math_problems(source: str, limit: int | None = None, problem_field: str = "problem",
-                       answer_field: str = "answer") -> list[MathProblem]:
-    """Problems from a local jsonl, a paper dataset name (``math500``...) or any hub id."""
-    if source in PAPER_DATASETS:
-        hub_id, config, split, problem_field, answer_field = PAPER_DATASETS[source]
-        rows: Any = _hub_rows(hub_id, config, split)
-    elif _is_local(source):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"no dataset file at {source} (give a .jsonl, a hub id or one of "
-                                    f"{', '.join(PAPER_DATASETS)})")
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    else:
-        rows = _hub_rows(source, None, "test")
-    problems = []
-    for i, row in enumerate(rows):
-        if limit is not None and i >= limit:
-            break
-        if problem_field not in row or answer_field not in row:
-            raise KeyError(f"{source} row {i} lacks '{problem_field}' or '{answer_field}'; has {sorted(row)}")
-        answer = row[answer_field]
-        answer = answer[0] if isinstance(answer, list) else answer
-        problems.append(MathProblem(str(row[problem_field]), str(answer)))
-    return problems
-
-
-def _hub_rows(hub_id: str, config: str | None, split: str) -> Any:  # pragma: no cover - needs the hub
-    from datasets import load_dataset
-
-    return load_dataset(hub_id, config, split=split)
 
 
 def load_tokenizer(path: str | Path) -> Any:
@@ -97,15 +52,19 @@ def special_tokens(tokenizer: Any, end_think: str = "</think>", wait: str = "Wai
     return SpecialTokens(end_think=single(end_think), wait=single(wait), eos=eos, pad=pad)
 
 
-def encode_prompts(tokenizer: Any, problems: list[MathProblem], level: str = "any"
+def encode_prompts(tokenizer: Any, problems: list[MathProblem], level: str | list[str] = "any"
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts (left-aligned, pad after) and lengths; the chat template when the tokenizer has one."""
-    if level not in LEVEL_INSTRUCTIONS:
-        raise ValueError(f"unknown level '{level}'; known: {', '.join(LEVEL_INSTRUCTIONS)}")
-    suffix = LEVEL_INSTRUCTIONS[level]
+    """Prompts (left-aligned, pad after) and lengths; the chat template when the tokenizer has one.
+    ``level``: one level for all problems, or one per problem (TLDR's paired-level RL batches)."""
+    levels = [level] * len(problems) if isinstance(level, str) else list(level)
+    if len(levels) != len(problems):
+        raise ValueError(f"{len(levels)} levels for {len(problems)} problems")
+    unknown = set(levels) - set(LEVEL_INSTRUCTIONS)
+    if unknown:
+        raise ValueError(f"unknown level(s) {sorted(unknown)}; known: {', '.join(LEVEL_INSTRUCTIONS)}")
     rows = []
-    for p in problems:
-        text = f"{p.problem} {suffix}".strip()
+    for p, lvl in zip(problems, levels, strict=True):
+        text = f"{p.problem} {LEVEL_INSTRUCTIONS[lvl]}".strip()
         if getattr(tokenizer, "chat_template", None):
             ids = tokenizer.apply_chat_template([{"role": "user", "content": text}],
                                                 add_generation_prompt=True, tokenize=True)
@@ -121,27 +80,18 @@ def encode_prompts(tokenizer: Any, problems: list[MathProblem], level: str = "an
     return prompts, torch.tensor([len(r) for r in rows])
 
 
-def score_math(responses: list[str], problems: list[MathProblem], lengths: torch.Tensor,
-               end_think: str = "</think>") -> dict[str, float]:
-    """Accuracy by ``math-verify`` on the text after the end of thinking, and token use."""
-    from math_verify import parse, verify
+def response_lengths(responses: torch.Tensor, tokens: SpecialTokens) -> torch.Tensor:
+    """Tokens per sampled response: up to and including the first eos (all of it when there is none)."""
+    is_eos = responses == tokens.eos
+    return torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1,
+                       torch.full((responses.shape[0],), responses.shape[1]))
 
-    correct = []
-    for text, problem in zip(responses, problems, strict=True):
-        answer_text = text.split(end_think, 1)[1] if end_think in text else ""
-        gold = parse(f"${problem.answer}$")
-        guess = parse(answer_text)
-        correct.append(bool(guess) and bool(verify(gold, guess)))
-    right = torch.tensor(correct)
-    length = lengths.float()
-    accuracy = right.float().mean().item()
-    metrics = {"accuracy": accuracy, "mean_tokens": length.mean().item(),
-               "accuracy_per_1k_tokens": 1000.0 * accuracy / max(length.mean().item(), 1e-9)}
-    if right.any():
-        metrics["mean_tokens_correct"] = length[right].mean().item()
-    if (~right).any():
-        metrics["mean_tokens_wrong"] = length[~right].mean().item()
-    return metrics
+
+def decode(tokenizer: Any, responses: torch.Tensor, lengths: torch.Tensor, tokens: SpecialTokens) -> list[str]:
+    """Response texts without the final eos; ``</think>`` kept even where the tokenizer marks it special."""
+    rows = [r[:int(n)].tolist() for r, n in zip(responses, lengths, strict=True)]
+    rows = [r[:-1] if r and r[-1] == tokens.eos else r for r in rows]
+    return tokenizer.batch_decode(rows, skip_special_tokens=False)
 
 
 class VLLMGenerator:  # pragma: no cover - GPU only

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -44,22 +45,27 @@ class SFTStageArgs(PolicyArgs, EvalArgs):
     batch_size: int = 64
     lr: float = 1e-2
     weight_decay: float = 0.1
+    model: str = ""  # paper profile (math_reasoning): the distilled model's hub id or path; no training
 
 
 @dataclass
 class SFTArgs(EvalArgs):
-    pass
+    # The SFT model asked at each level too (rows test_<level>, length_error against these budgets): the
+    # baseline for TLDR's multi-level control. Empty: only the level-free prompt.
+    level_budgets: dict = field(default_factory=dict)
 
 
 @dataclass
 class SweepArgs(EvalArgs):
-    tolerance: float = 0.02  # accuracy the operating point may give up against SFT (on val)
+    # The operating-point rule (the same for TS and budget forcing): the knob with the fewest val tokens
+    # whose val accuracy is at most ``tolerance`` below the uncontrolled model's val accuracy.
+    tolerance: float = 0.02
     matched_tokens: list[float] = field(default_factory=lambda: [14.0, 16.0, 18.0])
 
 
 @dataclass
 class TSArgs(SweepArgs):
-    scales: list[float] = field(default_factory=lambda: [1.0, 1.25, 1.5, 2.0, 3.0])
+    scales: list[float] = field(default_factory=lambda: [1.0, 1.1, 1.2, 1.3, 1.5, 2.0, 3.0])
     centered: bool = True
 
 
@@ -71,7 +77,7 @@ class BudgetArgs(SweepArgs):
 
 @dataclass
 class TLDRArgs(EvalArgs):
-    budgets: dict = field(default_factory=lambda: {"short": 13, "medium": 17, "long": 21})
+    budgets: dict = field(default_factory=lambda: {"short": 14, "medium": 20, "long": 26})
     length_penalty: float = 0.5
     penalty: str = "distance"  # or "over": only tokens beyond the budget cost
     rl_steps: int = 60
@@ -81,6 +87,8 @@ class TLDRArgs(EvalArgs):
     loss_type: str = "dapo"
     beta: float = 0.0
     log_every: int = 10
+    paired_levels: bool = True  # every drawn problem asked at all levels in one step (rl.level_batch)
+    rl_warmup: float | None = 0.1  # warm-up fraction of a cosine RL learning-rate schedule; None: constant lr
 
 
 def _settings(args: EvalArgs) -> EvalSettings:
@@ -88,7 +96,13 @@ def _settings(args: EvalArgs) -> EvalSettings:
 
 
 def run_stage(ctx: RunContext) -> None:
-    """Train the verbose SFT model from scratch; save it and its reference scores on val and test."""
+    """Train the verbose SFT model from scratch; save it and its reference scores on val and test.
+    At paper scale (math_reasoning) the SFT model is the distilled checkpoint: ``paper_run.run_stage``."""
+    if ctx.benchmark.name == "math_reasoning":
+        from methods.tldr import paper_run
+
+        paper_run.run_stage(ctx)
+        return
     args: SFTStageArgs = ctx.args
     data = ctx.load_data()
     train = data["train"]
@@ -135,6 +149,11 @@ def _samples(ctx: RunContext, split: Split, responses: torch.Tensor, label: str,
 
 
 def run(ctx: RunContext) -> None:
+    if ctx.benchmark.name == "math_reasoning":
+        from methods.tldr import paper_run
+
+        paper_run.run(ctx)
+        return
     model, reference, data = _load(ctx)
     generator = torch.Generator().manual_seed(ctx.seed)
     if ctx.family == "sft":
@@ -142,6 +161,10 @@ def run(ctx: RunContext) -> None:
                                       generator)
         _record_vs_sft(ctx, metrics, reference["test"], "test")
         _samples(ctx, data["test"], responses, "sft")
+        if ctx.args.level_budgets:
+            per_level = {level: evaluate(model, data["test"].with_level(level), ctx.benchmark.score, TOKENS,
+                                         _settings(ctx.args), generator)[0] for level in ctx.args.level_budgets}
+            record_levels(ctx, per_level, ctx.args.level_budgets, reference["test"])
     elif ctx.family in ("ts", "budget_forcing"):
         _run_sweep(ctx, model, reference, data, generator)
     elif ctx.family == "tldr":
@@ -159,34 +182,63 @@ def _controls(ctx: RunContext) -> tuple[list[float], list[StopControl]]:
 
 
 def _run_sweep(ctx: RunContext, model, reference, data, generator) -> None:
-    """Accuracy-tokens curve over the knob (rows with ``step`` = the knob), the val-tuned operating point
-    on test, and accuracy at matched mean-token counts (to compare TS with budget forcing)."""
+    """The verbose-sum sweep: ``run_sweep`` with this task's sampler and scorer."""
     args: SweepArgs = ctx.args
+
+    def evaluate_on(split: str, control: StopControl | None, gen: torch.Generator) -> dict[str, float]:
+        return evaluate(model, data[split], ctx.benchmark.score, TOKENS, _settings(args), gen, control)[0]
+
     knobs, controls = _controls(ctx)
+    chosen = run_sweep(ctx, knobs, controls, evaluate_on, reference, generator)
+    shown = data["test"].subset(4)
+    _, responses = evaluate(model, shown, ctx.benchmark.score, TOKENS, _settings(args), generator,
+                            controls[knobs.index(chosen)])
+    _samples(ctx, shown, responses, f"{ctx.family}@{chosen}")
+
+
+Evaluator = Callable[[str, "StopControl | None", torch.Generator], dict[str, float]]
+
+
+def run_sweep(ctx: RunContext, knobs: list[float], controls: list[StopControl], evaluate_on: Evaluator,
+              reference: dict[str, dict[str, float]], generator: torch.Generator) -> float:
+    """Accuracy-tokens curve over the knob (rows with ``step`` = the knob, on val and test), the val-tuned
+    operating point on test, and accuracy at matched mean-token counts (to compare TS with budget forcing).
+    ``evaluate_on(split, control, generator)`` samples and scores one split ("val" or "test").
+
+    Every val evaluation (each knob, and the uncontrolled model the rule compares with) draws from one
+    fixed seed: common random numbers, so the knobs' accuracy differences on val are not swamped by
+    sampling noise (with independent draws the 0.02 tolerance is about one standard error).
+    """
+    args: SweepArgs = ctx.args
+    val_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+
+    def on_val(control: StopControl | None) -> dict[str, float]:
+        return evaluate_on("val", control, torch.Generator().manual_seed(val_seed))
+
+    val_reference = on_val(None)
     curve: dict[str, list[dict[str, float]]] = {"val": [], "test": []}
     for knob, control in zip(knobs, controls, strict=True):
-        for split in ("val", "test"):
-            metrics, _ = evaluate(model, data[split], ctx.benchmark.score, TOKENS, _settings(args), generator,
-                                  control)
-            curve[split].append(metrics)
+        curve["val"].append(on_val(control))
+        curve["test"].append(evaluate_on("test", control, generator))
         ctx.record_all(curve["test"][-1], split="sweep", step=knob)
-        ctx.log(f"{ctx.family} knob {knob}: test accuracy {curve['test'][-1]['accuracy']:.3f} "
+        for name in ("accuracy", "mean_tokens"):
+            ctx.record(name, curve["val"][-1][name], split="sweep_val", step=knob)
+        ctx.log(f"{ctx.family} knob {knob}: val accuracy {curve['val'][-1]['accuracy']:.3f} tokens "
+                f"{curve['val'][-1]['mean_tokens']:.1f}; test accuracy {curve['test'][-1]['accuracy']:.3f} "
                 f"tokens {curve['test'][-1]['mean_tokens']:.1f}")
     chosen = pick_operating_point(knobs, [m["accuracy"] for m in curve["val"]],
-                                  [m["mean_tokens"] for m in curve["val"]], reference["val"]["accuracy"],
+                                  [m["mean_tokens"] for m in curve["val"]], val_reference["accuracy"],
                                   args.tolerance)
-    best = curve["test"][knobs.index(chosen)]
-    _record_vs_sft(ctx, best, reference["test"], "test")
+    ctx.log(f"{ctx.family}: operating point {chosen} (val reference accuracy "
+            f"{val_reference['accuracy']:.3f}, tolerance {args.tolerance})")
+    _record_vs_sft(ctx, curve["test"][knobs.index(chosen)], reference["test"], "test")
     ctx.record("operating_point", chosen, split="test")
     matched = accuracy_at_tokens([m["mean_tokens"] for m in curve["test"]],
                                  [m["accuracy"] for m in curve["test"]], args.matched_tokens)
     for target, acc in zip(args.matched_tokens, matched, strict=True):
         ctx.record("accuracy_at_tokens", acc, split="matched", step=target)
     ctx.record("accuracy_matched_tokens", sum(matched) / len(matched), split="test")
-    shown = data["test"].subset(4)
-    _, responses = evaluate(model, shown, ctx.benchmark.score, TOKENS, _settings(args), generator,
-                            controls[knobs.index(chosen)])
-    _samples(ctx, shown, responses, f"{ctx.family}@{chosen}")
+    return chosen
 
 
 def _run_tldr(ctx: RunContext, model, reference, data, generator) -> None:
@@ -204,21 +256,30 @@ def _run_tldr(ctx: RunContext, model, reference, data, generator) -> None:
         ctx.record("mean_tokens", stats["mean_tokens"], split="train", step=step)
 
     train_tldr(model, data["train"], reward, cfg, args.rl_steps, args.prompts_per_step, args.max_new_tokens,
-               TOKENS, generator, ctx.log, args.log_every, on_log)
-    level_tokens = {}
-    for level, budget in args.budgets.items():
+               TOKENS, generator, ctx.log, args.log_every, on_log, args.paired_levels,
+               args.rl_warmup)
+    per_level = {}
+    for level in args.budgets:
         split = data["test"].with_level(level)
-        metrics, responses = evaluate(model, split, ctx.benchmark.score, TOKENS, _settings(args), generator)
-        name = f"test_{level}"
-        _record_vs_sft(ctx, metrics, reference["test"], name)
-        ctx.record("length_error", abs(metrics["mean_tokens"] - budget) / budget, split=name)
-        level_tokens[budget] = metrics["mean_tokens"]
-        ctx.log(f"tldr {level} (budget {budget}): accuracy {metrics['accuracy']:.3f} "
-                f"tokens {metrics['mean_tokens']:.1f}")
+        per_level[level], responses = evaluate(model, split, ctx.benchmark.score, TOKENS, _settings(args),
+                                               generator)
         _samples(ctx, split, responses, f"tldr_{level}", n=2)
-    by_budget = [level_tokens[b] for b in sorted(level_tokens)]
-    ctx.record("levels_ordered", float(all(a < b for a, b in pairwise(by_budget))), split="test")
-    ctx.record("level_span", by_budget[-1] - by_budget[0], split="test")
+    record_levels(ctx, per_level, args.budgets, reference["test"])
+
+
+def record_levels(ctx: RunContext, per_level: dict[str, dict[str, float]], budgets: dict[str, float],
+                  reference: dict[str, float], prefix: str = "test") -> None:
+    """Rows per level (split ``<prefix>_<level>``): scores vs SFT and ``length_error`` against the level's
+    own budget; ``levels_ordered`` / ``level_span`` over the levels sorted by budget."""
+    for level, metrics in per_level.items():
+        name = f"{prefix}_{level}"
+        _record_vs_sft(ctx, metrics, reference, name)
+        ctx.record("length_error", abs(metrics["mean_tokens"] - budgets[level]) / budgets[level], split=name)
+        ctx.log(f"tldr {level} (budget {budgets[level]}): accuracy {metrics['accuracy']:.3f} "
+                f"tokens {metrics['mean_tokens']:.1f}")
+    by_budget = [per_level[level]["mean_tokens"] for level in sorted(per_level, key=budgets.__getitem__)]
+    ctx.record("levels_ordered", float(all(a < b for a, b in pairwise(by_budget))), split=prefix)
+    ctx.record("level_span", by_budget[-1] - by_budget[0], split=prefix)
 
 
 FAMILIES = {
@@ -234,7 +295,7 @@ METHOD = Method(
     paper="arXiv 2505.07961",
     families=FAMILIES,
     run=run,
-    benchmarks=("verbose_sum",),
+    benchmarks=("verbose_sum", "math_reasoning"),
     stages={"sft_model": Family("sft_model", "verbose SFT model trained from scratch", SFTStageArgs)},
     run_stage=run_stage,
     metrics=(
