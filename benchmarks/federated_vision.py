@@ -8,7 +8,14 @@ Example (smoke, MNIST-1D generated offline by ``mnist1d.data.make_dataset``; 40-
 
     source  digits 0-4                  -> pretraining of the transformer (centralised, inside the DAG)
     upper   digits 5-9, labels 0-4      -> task 1, federated over 10 clients, Dir(0.5)
-    upper_flipped  the same digits time-reversed and negated, labels permuted -> task 2
+    upper_permuted  the same digits with their 40 time steps in one fixed random order and the labels
+            permuted -> task 2: a different input distribution that a shared encoder must be rebuilt
+            for (permuted MNIST, the standard forgetting test: Goodfellow et al., arXiv 1312.6211;
+            Kirkpatrick et al., arXiv 1612.00796)
+    upper_flipped  the same digits time-reversed and negated, labels permuted (a milder task 2)
+
+Each task keeps ``val_fraction`` of its training examples aside as a validation set (never given to
+clients): rounds-to-target and tuning read validation accuracy, never test accuracy.
 
 Paper profile: CIFAR-100 / CIFAR-10 read from the python pickles of the official archives in
 ``data_dir`` (``cifar-100-python/``, ``cifar-10-batches-py/``), the source task being the hub
@@ -35,20 +42,21 @@ from methods.core.atomic import atomic_path
 from methods.core.config import CACHE_ROOT
 from methods.core.seeding import derive_seed, numpy_rng
 
-MNIST1D_TASKS = ("upper", "upper_flipped", "lower")
+MNIST1D_TASKS = ("upper", "upper_permuted", "upper_flipped", "lower")
 CIFAR_TASKS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
 @dataclass
 class FederatedVisionArgs:
     dataset: str = "mnist1d"  # mnist1d | cifar
-    tasks: list[str] = field(default_factory=lambda: ["upper", "upper_flipped"])
+    tasks: list[str] = field(default_factory=lambda: ["upper", "upper_permuted"])
     data_dir: str = ""  # cifar: folder holding the extracted archives
     num_samples: int = 8000  # mnist1d: generated examples (80% train, as mnist1d splits)
     source_classes: int = 5  # mnist1d: digits below this form the pretraining source task
     num_clients: int = 10
     dirichlet_alpha: float = 0.5
     min_partition_size: int = 10
+    val_fraction: float = 0.15  # of each task's training set, held out (stratified) for validation
     max_train: int = 0  # > 0 subsamples each task's training set (paper profile on a budget)
     max_test: int = 0
 
@@ -65,6 +73,8 @@ class TaskData:
     y_test: torch.Tensor
     partitions: list[np.ndarray] = field(default_factory=list)  # indices into the training set
     client_label_dist: np.ndarray | None = None  # (clients, classes), rows sum to 1
+    x_val: torch.Tensor | None = None  # held out from training (never on a client)
+    y_val: torch.Tensor | None = None
 
     def client_data(self, client: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.tensor(self.partitions[client])  # a copy: arrays unpickled by Ray are read-only
@@ -124,12 +134,18 @@ def mnist1d_tasks(args: FederatedVisionArgs, seed: int) -> tuple[TaskData, list[
                    _standardise(xt[yt < k], mean, std), torch.from_numpy(yt[yt < k]))
     upper, upper_t = y >= k, yt >= k
     perm = numpy_rng(derive_seed("label-permutation", seed)).permutation(10 - k)
+    time_order = numpy_rng(derive_seed("time-permutation", seed)).permutation(x.shape[-1])
     tasks = []
     for name in args.tasks:
         if name == "upper":
             tasks.append(TaskData(name, 10 - k, _standardise(x[upper], mean, std),
                                   torch.from_numpy(y[upper] - k), _standardise(xt[upper_t], mean, std),
                                   torch.from_numpy(yt[upper_t] - k)))
+        elif name == "upper_permuted":  # same digits, inputs scrambled by one fixed time permutation
+            tasks.append(TaskData(name, 10 - k, _standardise(x[upper][:, time_order], mean, std),
+                                  torch.from_numpy(perm[y[upper] - k]),
+                                  _standardise(xt[upper_t][:, time_order], mean, std),
+                                  torch.from_numpy(perm[yt[upper_t] - k])))
         elif name == "upper_flipped":  # an unrelated task on the same kind of signal
             tasks.append(TaskData(name, 10 - k, _standardise(-x[upper][:, ::-1], mean, std),
                                   torch.from_numpy(perm[y[upper] - k]),
@@ -189,6 +205,21 @@ def dirichlet_partitions(labels: np.ndarray, num_clients: int, alpha: float, min
     return [np.asarray(partitioner.load_partition(c)["index"], dtype=np.int64) for c in range(num_clients)]
 
 
+def split_validation(task: TaskData, fraction: float, rng: np.random.Generator) -> None:
+    """Move a stratified ``fraction`` of the task's training examples into its validation set."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return
+    labels = task.y_train.numpy()
+    held = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:round(fraction * (labels == c).sum())]
+                           for c in range(task.num_classes)])
+    keep = np.setdiff1d(np.arange(len(labels)), held)
+    held = torch.from_numpy(np.sort(held))
+    task.x_val, task.y_val = task.x_train[held], task.y_train[held]
+    task.x_train, task.y_train = task.x_train[torch.from_numpy(keep)], task.y_train[torch.from_numpy(keep)]
+
+
 def _subsample(x: torch.Tensor, y: torch.Tensor, n: int, rng: np.random.Generator):
     if n <= 0 or n >= len(y):
         return x, y
@@ -223,6 +254,7 @@ def build(args: FederatedVisionArgs, seed: int) -> FederatedData:
     for i, task in enumerate(tasks):
         task.x_train, task.y_train = _subsample(task.x_train, task.y_train, args.max_train, rng)
         task.x_test, task.y_test = _subsample(task.x_test, task.y_test, args.max_test, rng)
+        split_validation(task, args.val_fraction, numpy_rng(derive_seed("validation", seed, i)))
         task.partitions = dirichlet_partitions(task.y_train.numpy(), args.num_clients, args.dirichlet_alpha,
                                                args.min_partition_size, derive_seed("partition", seed, i))
         counts = np.stack([np.bincount(task.y_train.numpy()[p], minlength=task.num_classes)

@@ -230,7 +230,7 @@ def _tiny_setup(tmp_path: Path, arms: dict):
     def task(name: str) -> TaskData:
         x = torch.from_numpy(rng.normal(size=(60, 1, 16)).astype(np.float32))
         y = torch.from_numpy((x[:, 0, :8].sum(-1) > 0).numpy().astype(np.int64))
-        t = TaskData(name, 2, x[:40], y[:40], x[40:], y[40:])
+        t = TaskData(name, 2, x[:40], y[:40], x[40:50], y[40:50], x_val=x[50:], y_val=y[50:])
         t.partitions = [np.arange(0, 20), np.arange(20, 30), np.arange(30, 40)]
         counts = np.stack([np.bincount(t.y_train.numpy()[p], minlength=2) for p in t.partitions])
         t.client_label_dist = counts / counts.sum(1, keepdims=True)
@@ -243,7 +243,7 @@ def _tiny_setup(tmp_path: Path, arms: dict):
                  arms={k: ArmSpec(**v) for k, v in arms.items()}, seed=7, batch_size=8)
 
 
-def _run_federation(tmp_path: Path, arms: dict) -> list[tuple]:
+def _run_federation(tmp_path: Path, arms: dict, target: float = 0.0) -> list[tuple]:
     from flwr.supercore.task_identity import TaskIdentity
 
     from methods.fedyolo.client_app import make_client_app
@@ -252,7 +252,7 @@ def _run_federation(tmp_path: Path, arms: dict) -> list[tuple]:
     TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, 0
     setup = _tiny_setup(tmp_path, arms)
     rows: list[tuple] = []
-    federation = Federation(setup, ServerConfig(rounds=2, clients_per_round=2, target_accuracy=0.0),
+    federation = Federation(setup, ServerConfig(rounds=2, clients_per_round=2, target_accuracy=target),
                             lambda arm, metric, value, split="test", step=None:
                             rows.append((arm, metric, split, step, value)), log=lambda _m: None)
     federation.run(InProcessGrid(make_client_app(setup), 3))
@@ -270,5 +270,82 @@ def test_flower_apps_run_every_arm_kind_and_repeat_exactly(tmp_path):
     assert final[("multi", "forgetting", "test")] == 0.0  # the frozen backbone keeps task a's module exact
     assert final[("local_head", "bits_total", "test")] == 0.0
     assert final[("full", "rounds_to_target", "test")] == 1.0  # target 0: reached in the first round
-    curve = [step for arm, metric, split, step, _ in rows if arm == "multi" and split == "task1"]
+    curve = [step for arm, metric, split, step, _ in rows if arm == "multi" and split == "task1_val"]
     assert curve == [1.0, 2.0, 3.0, 4.0]  # task 1 is tracked through task 2's rounds
+    assert not [r for r in rows if r[3] is not None and r[1] == "accuracy" and "val" not in r[2]]  # curves: val
+
+
+def test_a_sequence_continues_from_the_named_arm_and_only_full_updates_can_forget(tmp_path):
+    arms = {"seq_full": {"module": "full", "mode": "multitask", "lr": 5e-2, "start_from": "full"},
+            "full": {"module": "full", "lr": 5e-2}, "adapter": {"module": "adapter", "lr": 5e-2},
+            "seq_adapter": {"module": "adapter", "mode": "multitask", "lr": 5e-2, "start_from": "adapter"}}
+    rows = _run_federation(tmp_path, arms)
+    final = {(arm, metric, split): value for arm, metric, split, step, value in rows if step is None}
+    for seq, single in (("seq_full", "full"), ("seq_adapter", "adapter")):
+        assert final[(seq, "accuracy", "task1_learned")] == final[(single, "accuracy", "test")]
+        # the sequence's bits include the task-1 rounds it reused: twice the single arm's
+        assert final[(seq, "bits_total", "test")] == pytest.approx(2 * final[(single, "bits_total", "test")],
+                                                                   rel=0.01)
+    assert final[("seq_adapter", "forgetting", "test")] == 0.0
+    steps = sorted({step for arm, metric, split, step, _ in rows if arm == "seq_full" and step is not None})
+    assert steps == [3.0, 4.0]  # only task 2's rounds are run again
+
+
+def test_an_arm_that_stops_at_the_target_files_its_accuracy_apart(tmp_path):
+    rows = _run_federation(tmp_path, {"fast": {"module": "head", "stop_at_target": True}}, target=0.0)
+    final = {(metric, split): value for _arm, metric, split, step, value in rows if step is None}
+    assert final[("rounds_to_target", "test")] == 1.0
+    assert ("accuracy", "at_target") in final and ("accuracy", "test") not in final
+    assert len([r for r in rows if r[1] == "bits_per_round" and r[3] is not None]) == 1  # stopped after 1
+
+
+@pytest.mark.parametrize("arms, match", [
+    ({"seq": {"module": "full", "mode": "multitask", "start_from": "fulll"},
+      "full": {"module": "full"}}, "must be a federated arm"),
+    ({"full": {"module": "full"}, "seq": {"module": "adapter", "mode": "multitask", "start_from": "full"}},
+     "trains another module"),
+])
+def test_start_from_must_name_a_federated_arm_with_the_same_module(tmp_path, arms, match):
+    with pytest.raises(ValueError, match=match):
+        _run_federation(tmp_path, arms)
+
+
+def test_arm_options_for_other_modes_are_refused():
+    from methods.fedyolo.setup import ArmSpec
+
+    with pytest.raises(ValueError, match="multitask arms only"):
+        ArmSpec(module="full", start_from="x")
+    with pytest.raises(ValueError, match="federated arms only"):
+        ArmSpec(module="head", mode="local", stop_at_target=True)
+
+
+def test_validation_split_is_stratified_and_disjoint_from_training():
+    from benchmarks.federated_vision import split_validation
+
+    y = torch.arange(100) % 4
+    task = TaskData("t", 4, torch.arange(100).float().view(100, 1, 1), y, y[:1].float(), y[:1])
+    split_validation(task, 0.2, np.random.default_rng(0))
+    assert len(task.y_val) == 20 and len(task.y_train) == 80
+    assert torch.bincount(task.y_val, minlength=4).tolist() == [5, 5, 5, 5]
+    seen = set(task.x_train.flatten().tolist()) | set(task.x_val.flatten().tolist())
+    assert len(seen) == 100  # every example in exactly one of the two
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_validation(task, 1.0, np.random.default_rng(0))
+
+
+def test_permuted_task_holds_task_ones_examples_with_scrambled_time_and_relabelled_classes(tmp_path,
+                                                                                        monkeypatch):
+    import benchmarks.federated_vision as fv
+
+    rng = np.random.default_rng(0)
+    raw = {"x": rng.normal(size=(200, 40)), "y": np.repeat(np.arange(10), 20),
+           "x_test": rng.normal(size=(50, 40)), "y_test": np.repeat(np.arange(10), 5)}
+    monkeypatch.setattr(fv, "generate_mnist1d", lambda n, seed: raw)
+    _, (upper, permuted) = fv.mnist1d_tasks(FederatedVisionArgs(tasks=["upper", "upper_permuted"]), seed=3)
+    a, b = upper.x_train[:, 0], permuted.x_train[:, 0]
+    assert torch.equal(a.sort(-1).values, b.sort(-1).values)  # the same values per example...
+    assert not torch.equal(a, b)  # ...in another order
+    order = [int((b[0] == v).nonzero()) for v in a[0]]  # one fixed time permutation for every example
+    assert torch.equal(b[:, order], a)
+    mapping = {(int(u), int(p)) for u, p in zip(upper.y_train, permuted.y_train, strict=True)}
+    assert len(mapping) == 5 and len({u for u, _ in mapping}) == 5  # a relabelling of the same classes

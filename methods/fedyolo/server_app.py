@@ -69,10 +69,13 @@ class Federation:
         self.device = torch.device(setup.device)
 
     def run(self, grid: Grid) -> None:
+        self.setup.check_arms()
+        self.trained: dict[str, tuple[dict[str, torch.Tensor], int, int]] = {}  # arm -> state, bits, rounds
         nodes = partition_map(grid, len(self.setup.data.tasks[0].partitions))
         if len(nodes) < self.cfg.clients_per_round:
             raise ValueError(f"{self.cfg.clients_per_round} clients per round but only {len(nodes)} nodes")
-        for arm, spec in self.setup.arms.items():
+        for arm in self.setup.arm_order():
+            spec = self.setup.arms[arm]
             self.log(f"arm {arm}: {spec.mode} {spec.module}, {spec.local_epochs} local epoch(s)")
             if spec.mode == "local":
                 self.run_local(grid, nodes, arm)
@@ -104,24 +107,38 @@ class Federation:
         received = sum(r.content["arrays"].count_bytes() for r in replies) * 8
         return replies, sent + received
 
-    def _evaluate(self, model, task_name: str) -> dict[str, float]:
+    def _evaluate(self, model, task_name: str, split: str = "test") -> dict[str, float]:
         from benchmarks.federated_vision import score
 
         task = self.setup.data.task(task_name)
-        preds = predict(model, task_name, task.x_test, self.device, self.setup.eval_batch_size)
-        return score(preds, task.y_test, task.num_classes, task.client_label_dist)
+        x, y = (task.x_val, task.y_val) if split == "val" else (task.x_test, task.y_test)
+        if x is None:
+            raise ValueError(f"task '{task_name}' has no validation split (set val_fraction > 0)")
+        preds = predict(model, task_name, x, self.device, self.setup.eval_batch_size)
+        return score(preds, y, task.num_classes, task.client_label_dist if split == "test" else None)
 
     def run_federated(self, grid: Grid, nodes: dict[int, int], arm: str) -> None:
+        """FedAvg of the arm's module, ``rounds`` rounds per task. Each round: validation accuracy of every
+        task seen so far (step rows; the current task's decides ``rounds_to_target``). Test accuracy is
+        read after each task and at the end, and never decides anything."""
         model, names = self.setup.build_model(arm)
         spec, cfg = self.setup.arms[arm], self.cfg
         tasks = self.setup.arm_tasks(arm)
         params = dict(model.named_parameters())
         n_params = sum(params[n].numel() for n in names[tasks[0]])
         self.record(arm, "communicated_parameters", n_params)
-        sampler = numpy_rng(derive_seed("sampling", self.setup.seed))  # the same client draws for every arm
-        bits_total, reached, global_round = 0, None, 0
+        bits_total, reached, global_round, first = 0, None, 0, 0
         after_own: dict[str, float] = {}
-        for t, task in enumerate(tasks):
+        if spec.start_from:  # task 1 was learned by that arm: continue from its trained model
+            state, bits_total, global_round = self.trained[spec.start_from]
+            set_state(model, state)
+            after_own[tasks[0]] = self._evaluate(model, tasks[0])["accuracy"]
+            first = 1
+            self.log(f"{arm}: task {tasks[0]} from arm {spec.start_from} ({after_own[tasks[0]]:.3f} test accuracy)")
+        for t in range(first, len(tasks)):
+            task = tasks[t]
+            # the same client draws for every arm on a task, whichever arm it continues from
+            sampler = numpy_rng(derive_seed("sampling", self.setup.seed, t))
             state = get_state(model, names[task])
             for r in range(1, cfg.rounds + 1):
                 global_round += 1
@@ -134,22 +151,26 @@ class Federation:
                 set_state(model, state)
                 bits_total += bits
                 self.record(arm, "bits_per_round", bits, step=global_round)
-                for seen in tasks[:t + 1]:
-                    scores = self._evaluate(model, seen)
-                    split = "test" if len(tasks) == 1 else f"task{tasks.index(seen) + 1}"
-                    self.record(arm, "accuracy", scores["accuracy"], split=split, step=global_round)
-                    if len(tasks) == 1 and reached is None and scores["accuracy"] >= cfg.target_accuracy:
-                        reached = r
-                self.log(f"{arm} {task} round {r}/{cfg.rounds}: accuracy {scores['accuracy']:.3f}, "
+                for i, seen in enumerate(tasks[:t + 1]):  # validation only: test data is read once per task
+                    val = self._evaluate(model, seen, "val")["accuracy"]
+                    self.record(arm, "accuracy", val, split="val" if len(tasks) == 1 else f"task{i + 1}_val",
+                                step=global_round)
+                if t == 0 and reached is None and val >= cfg.target_accuracy:
+                    reached = r
+                self.log(f"{arm} {task} round {r}/{cfg.rounds}: validation accuracy {val:.3f}, "
                          f"{bits / 8e3:.1f} kB moved")
+                if spec.stop_at_target and reached is not None:
+                    break
             after_own[task] = self._evaluate(model, task)["accuracy"]
+        self.trained[arm] = (get_state(model, names[tasks[0]]), bits_total, global_round)
         self.record(arm, "bits_total", bits_total)
         self.record(arm, "bits_per_round", bits_total / global_round)
         final = {task: self._evaluate(model, task) for task in tasks}
         if len(tasks) == 1:
             self.record(arm, "rounds_to_target", reached if reached is not None else cfg.rounds + 1)
-            self.record(arm, "accuracy", final[tasks[0]]["accuracy"])
-            self.record(arm, "client_accuracy", final[tasks[0]]["client_accuracy"])
+            split = "at_target" if spec.stop_at_target else "test"
+            self.record(arm, "accuracy", final[tasks[0]]["accuracy"], split=split)
+            self.record(arm, "client_accuracy", final[tasks[0]]["client_accuracy"], split=split)
             return
         for i, task in enumerate(tasks, 1):  # accuracy on each task right after learning it, and at the end
             self.record(arm, "accuracy", after_own[task], split=f"task{i}_learned")

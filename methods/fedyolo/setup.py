@@ -31,10 +31,20 @@ class ArmSpec:
     lora_alpha: float = 2.0
     prompt_tokens: int = 4
     adapter_dim: int = 2
+    # multitask only: an earlier federated arm (same module) whose trained task-1 model the sequence
+    # continues from, instead of training task 1 again (the same rounds, so half the sequence is free)
+    start_from: str = ""
+    # federated only: end the arm once validation accuracy reaches the target (it measures rounds to
+    # target, nothing after; its accuracy is then filed under split ``at_target``)
+    stop_at_target: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ARM_MODES:
             raise ValueError(f"unknown arm mode '{self.mode}'; known: {', '.join(ARM_MODES)}")
+        if self.stop_at_target and self.mode != "federated":
+            raise ValueError(f"stop_at_target is for federated arms only (mode is '{self.mode}')")
+        if self.start_from and self.mode != "multitask":
+            raise ValueError(f"start_from is for multitask arms only (mode is '{self.mode}')")
         self.module_spec()
 
     def module_spec(self) -> ModuleSpec:
@@ -53,6 +63,23 @@ class Setup:
     threads: int = 1
     eval_batch_size: int = 512
     _cache: dict = field(default_factory=dict, repr=False)
+
+    def check_arms(self) -> None:
+        """Each ``start_from`` names a federated arm with the same module."""
+        for arm, spec in self.arms.items():
+            if not spec.start_from:
+                continue
+            source = self.arms.get(spec.start_from)
+            if source is None or source.mode != "federated":
+                raise ValueError(f"arm '{arm}': start_from '{spec.start_from}' must be a federated arm; "
+                                 f"arms: {', '.join(self.arms)}")
+            if source.module_spec() != spec.module_spec():
+                raise ValueError(f"arm '{arm}': start_from '{spec.start_from}' trains another module "
+                                 f"({source.module} vs {spec.module})")
+
+    def arm_order(self) -> list[str]:
+        """Arms in their given order, except that arms continuing another arm run after all others."""
+        return sorted(self.arms, key=lambda arm: bool(self.arms[arm].start_from))
 
     def arm_tasks(self, arm: str) -> list[str]:
         """Multitask arms learn every task in sequence; the others learn the first task."""
