@@ -26,7 +26,8 @@ from methods.tldr.paper import PAPER_DATASETS, MathProblem, load_math_problems
 PAPER_MODELS = {"qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B-Instruct", "qwen2.5-3b": "Qwen/Qwen2.5-3B-Instruct"}
 SFT_DATASET = ("simplescaling/s1K-1.1", "train")
 RL_DATASET = ("AI-MO/NuminaMath-CoT", "train")
-EVAL_SETS = tuple(PAPER_DATASETS)  # math500, aime24, amc, olympiadbench
+EVAL_SETS = ("math500", "aime24", "amc", "olympiadbench")  # BREAD's evaluation sets (arXiv 2506.17211)
+assert set(EVAL_SETS) <= set(PAPER_DATASETS), "every BREAD evaluation set has a loader in math_reasoning"
 
 __all__ = ["EVAL_SETS", "ExpertProblem", "MathProblem", "PAPER_MODELS", "boxed_answer", "episode_token_ends",
            "load_eval_problems", "load_expert_problems", "load_student", "math_verify_rewards", "split_episodes"]
