@@ -33,7 +33,8 @@ def configured_variants() -> dict[str, set[str]]:
 def check_names(check: str) -> tuple[set[str], set[str]]:
     """(plain names, glob patterns) used by a claim check."""
     tree = ast.parse(check, mode="eval")
-    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in ("max", "min")}
+    functions = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in functions}
     globs = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     return names, globs
 

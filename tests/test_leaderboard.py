@@ -89,3 +89,16 @@ def test_a_claim_true_on_means_but_not_on_every_seed_is_inconclusive(tmp_path):
     claims = judge_claims(aggregate(rows), claims_csv, rows)
     assert claims.loc[0, "verdict"] == "inconclusive" and claims.loc[0, "seeds_holding"] == "2/3"
     assert judge_claims(aggregate(rows), claims_csv).loc[0, "verdict"] == "holds"  # means alone
+
+
+def test_curve_checks_compare_steps_to_reach_a_final_value():
+    curves = {"bread": [(10.0, 0.1), (20.0, 0.5), (30.0, 0.6)], "sft_grpo": [(10.0, 0.05), (20.0, 0.1), (30.0, 0.12)]}
+    finals = {"bread": 0.6, "sft_grpo": 0.12}
+    assert evaluate_check("steps_to(bread, sft_grpo) < last_step(sft_grpo)", finals, curves)
+    assert evaluate_check("steps_to(bread, sft_grpo) <= 20 and steps_to(bread, sft_grpo) > 10", finals, curves)
+    assert not evaluate_check("steps_to(sft_grpo, bread) < last_step(bread)", finals, curves)  # never: inf
+    assert evaluate_check("steps_to(bread, 0.3) <= 10", finals, curves, higher_is_better=False)
+    with pytest.raises(KeyError):
+        evaluate_check("steps_to(grpo, 0.1) > 0", finals, curves)
+    with pytest.raises(ValueError):
+        evaluate_check("steps_to(0.5, bread) > 0", finals, curves)

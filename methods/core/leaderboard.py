@@ -85,7 +85,19 @@ _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, as
         ast.USub: operator.neg}
 
 
-def evaluate_check(expression: str, values: dict[str, float]) -> bool:
+Curve = list[tuple[float, float]]  # (step, value), steps ascending
+
+
+def steps_to_reach(curve: Curve, threshold: float, higher_is_better: bool = True) -> float:
+    """First step at which a curve reaches ``threshold``; ``inf`` when it never does (censored)."""
+    for step, value in curve:
+        if (value >= threshold) if higher_is_better else (value <= threshold):
+            return step
+    return math.inf
+
+
+def evaluate_check(expression: str, values: dict[str, float], curves: dict[str, Curve] | None = None,
+                   higher_is_better: bool = True) -> bool:
     """Evaluate a claim check such as ``cat_1l >= 0.9 and cat_1l - attention_1l >= 0.3``.
 
     Names are our variant ids (their mean on the claim's benchmark, metric and split); only
@@ -93,7 +105,19 @@ def evaluate_check(expression: str, values: dict[str, float]) -> bool:
     glob stands for every variant it matches, so a swept grid reads as its best setting:
     ``max('cat_1l_d_model64_*') >= 0.9`` (zoology reports the best learning rate). A missing name, or a
     glob matching nothing, raises KeyError.
+
+    With ``curves`` (a variant's step rows on the same benchmark, metric and split), two more functions
+    compare training speed: ``steps_to(bread, sft_grpo)`` is the first step at which bread's curve reaches
+    sft_grpo's final value (``inf`` if never) and ``last_step(sft_grpo)`` the last step of its curve, so
+    "BREAD reaches SFT+GRPO's accuracy in fewer steps" reads ``steps_to(bread, sft_grpo) < last_step(sft_grpo)``.
     """
+
+    def curve_of(node: ast.expr) -> Curve:
+        if not isinstance(node, ast.Name):
+            raise ValueError("steps_to/last_step take a variant id as their first argument")
+        if curves is None or node.id not in curves:
+            raise KeyError(f"{node.id} (curve)")
+        return curves[node.id]
 
     def spread(args: list[ast.expr]) -> list[float]:
         out: list[float] = []
@@ -126,6 +150,12 @@ def evaluate_check(expression: str, values: dict[str, float]) -> bool:
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("max", "min")
                 and node.args and not node.keywords):
             return (max if node.func.id == "max" else min)(spread(node.args))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+            if node.func.id == "steps_to" and len(node.args) == 2:
+                return steps_to_reach(curve_of(node.args[0]), ev(node.args[1]), higher_is_better)
+            if node.func.id == "last_step" and len(node.args) == 1:
+                curve = curve_of(node.args[0])
+                return curve[-1][0] if curve else math.inf
         if isinstance(node, ast.Compare):
             left = ev(node.left)
             for op, comp in zip(node.ops, node.comparators, strict=True):
@@ -142,7 +172,12 @@ def evaluate_check(expression: str, values: dict[str, float]) -> bool:
 VERDICTS = ("holds", "inconclusive", "fails", "not measured")
 
 
-def seeds_holding(check: str, rows: pd.DataFrame) -> tuple[int, int]:
+def _curves(rows: pd.DataFrame, column: str) -> dict[str, Curve]:
+    return {variant: sorted(zip(g["step"].astype(float), g[column].astype(float), strict=True))
+            for variant, g in rows.groupby("variant")}
+
+
+def seeds_holding(check: str, rows: pd.DataFrame, higher_is_better: bool = True) -> tuple[int, int]:
     """(seeds where ``check`` holds, seeds where it could be evaluated) over the replicates of ``rows``.
 
     Replicates pair across variants (seed k of every variant saw the same data), so the check is
@@ -150,8 +185,10 @@ def seeds_holding(check: str, rows: pd.DataFrame) -> tuple[int, int]:
     """
     held = total = 0
     for _, per_seed in rows.groupby("seed"):
+        finals = per_seed[per_seed["step"].isna()]
         try:
-            ok = evaluate_check(check, dict(zip(per_seed["variant"], per_seed["value"], strict=True)))
+            ok = evaluate_check(check, dict(zip(finals["variant"], finals["value"], strict=True)),
+                                _curves(per_seed[per_seed["step"].notna()], "value"), higher_is_better)
         except KeyError:
             continue
         held, total = held + int(ok), total + 1
@@ -168,7 +205,7 @@ def judge_claims(board: pd.DataFrame, claims_csv: str | Path, rows: pd.DataFrame
     """
     claims = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
     finals = board[board["step"].isna()]
-    raw = rows[rows["step"].isna()] if rows is not None else None
+    raw = rows is not None
     scales = sorted(finals["scale"].unique()) or ["none"]
     out = []
     for scale in scales:
@@ -184,6 +221,11 @@ def judge_claims(board: pd.DataFrame, claims_csv: str | Path, rows: pd.DataFrame
             ours = finals[(finals["scale"] == scale) & (finals["benchmark"] == claim["our_benchmark"])
                           & (finals["metric"] == claim["our_metric"]) & (finals["split"] == split)]
             means = dict(zip(ours["variant"], ours["mean"], strict=True))
+            better = bool(ours["higher_is_better"].iloc[0]) if len(ours) else True
+            curve_rows = board[(board["scale"] == scale) & (board["benchmark"] == claim["our_benchmark"])
+                               & (board["metric"] == claim["our_metric"]) & (board["split"] == split)
+                               & board["step"].notna()]
+            curves = _curves(curve_rows, "mean")
             mine = ours[ours["variant"] == claim["our_variant"]]
             if len(mine):
                 factor = UNIT_SCALE.get(claim["unit"], 1.0)
@@ -192,16 +234,16 @@ def judge_claims(board: pd.DataFrame, claims_csv: str | Path, rows: pd.DataFrame
                            our_ci_high=first["ci_high"] * factor, our_n=float(first["n"]))
             if claim["check"] and means:
                 try:
-                    holds = evaluate_check(claim["check"], means)
+                    holds = evaluate_check(claim["check"], means, curves, better)
                 except KeyError as missing:
                     row["detail"] = f"variant {missing} not in this run"
                 else:
                     row["verdict"] = "holds" if holds else "fails"
                     row["detail"] = f"split {split}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(means.items()))
-                    if raw is not None:
-                        mine_raw = raw[(raw["scale"] == scale) & (raw["benchmark"] == claim["our_benchmark"])
-                                       & (raw["metric"] == claim["our_metric"]) & (raw["split"] == split)]
-                        held, total = seeds_holding(claim["check"], mine_raw)
+                    if raw:
+                        mine_raw = rows[(rows["scale"] == scale) & (rows["benchmark"] == claim["our_benchmark"])
+                                        & (rows["metric"] == claim["our_metric"]) & (rows["split"] == split)]
+                        held, total = seeds_holding(claim["check"], mine_raw, better)
                         if total:
                             row["seeds_holding"] = f"{held}/{total}"
                             if holds and held < total:
