@@ -51,6 +51,10 @@ def test_dag_builds_the_leaderboard_and_a_rerun_does_nothing(workdir):
     second = snakemake(workdir, "--configfile", "tiny.yaml")
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
+    report = snakemake(workdir, "--configfile", "tiny.yaml", "--report", "report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "leaderboard" in html and "mqar.png" in html  # the leaderboard table and the benchmark's plot
 
 
 def test_config_mistakes_stop_the_dag_with_one_line_naming_them(workdir):
