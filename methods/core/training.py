@@ -36,14 +36,17 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, warmup: float)
 
 def train(model: nn.Module, cfg: TrainConfig, loss_on: Callable[[torch.Tensor], torch.Tensor], n_train: int,
           generator: torch.Generator, device: torch.device, dtype: torch.dtype,
-          log: Callable[[str], None] = print, on_log: Callable[[int], None] | None = None) -> list[float]:
+          log: Callable[[str], None] = print, on_log: Callable[[int], None] | None = None,
+          optimizer: torch.optim.Optimizer | None = None) -> list[float]:
     """Train for ``cfg.steps`` minibatches of indices into a training set of size ``n_train``.
 
     ``loss_on(indices)`` returns the loss of that minibatch; ``on_log(step)`` runs at each log step
-    (for curves). Returns the loss at each log step.
+    (for curves). ``optimizer`` replaces the default AdamW(lr, weight_decay) when a method needs its own
+    parameter groups (e.g. SSA's temperatures with their own learning rate); the schedule wraps it.
+    Returns the loss at each log step.
     """
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = optimizer or torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = cosine_schedule(opt, cfg.steps, cfg.warmup)
     losses, running = [], 0.0
     for step in range(1, cfg.steps + 1):

@@ -20,8 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from methods.core.devices import autocast
-from methods.core.training import TrainConfig, cosine_schedule
+from methods.core.training import TrainConfig, train
 
 TEMPERATURE_MARKER = ".temperature."  # SelectiveAttention keeps its SSA parameters under `temperature`
 POSITION_MARKER = "position_param_value"  # the position temperature's parameter (the released code's beta)
@@ -65,30 +64,8 @@ def train_with_temperatures(model: nn.Module, cfg: TrainConfig, temperature_lr: 
                             log: Callable[[str], None] = print,
                             on_log: Callable[[int], None] | None = None) -> list[float]:
     """``methods.core.training.train`` with :func:`make_optimizer`; same batches, schedule and clipping."""
-    model.train()
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay, temperature_lr, temperature_scope)
-    sched = cosine_schedule(opt, cfg.steps, cfg.warmup)
-    losses, running = [], 0.0
-    for step in range(1, cfg.steps + 1):
-        idx = torch.randint(0, n_train, (cfg.batch_size,), generator=generator)
-        with autocast(device, dtype):
-            loss = loss_on(idx)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        running += loss.item()
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
-            losses.append(running / n)
-            log(f"step {step}/{cfg.steps} loss {running / n:.4f}")
-            running = 0.0
-            if on_log is not None:
-                on_log(step)
-                model.train()
-    return losses
+    return train(model, cfg, loss_on, n_train, generator, device, dtype, log=log, on_log=on_log, optimizer=opt)
 
 
 def steps_to_target(steps: Sequence[float], perplexities: Sequence[float], target: float) -> float:
