@@ -59,7 +59,7 @@ def leaderboard_view(board: pd.DataFrame, claims: pd.DataFrame, scale: str, benc
         return pd.DataFrame(columns=["method", "variant", "mean ± 95% CI", "mean", "ci_low", "ci_high", "n",
                                      "seeds", "paper", "verdict"])
     relevant = claims[(claims["scale"] == scale) & (claims["our_benchmark"] == benchmark)
-                      & (claims["our_metric"] == metric)]
+                      & (claims["our_metric"] == metric) & (claims["our_split"] == split)]
     paper = {(r.method.lower(), r.our_variant): r for r in relevant.itertuples()}
     out = []
     for r in rows.itertuples():

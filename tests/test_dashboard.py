@@ -18,6 +18,8 @@ def test_view_ranks_variants_and_shows_paper_value_and_verdict(tmp_path):
     assert view.loc[0, "verdict"] == "holds" and "arXiv 2407.05591" in view.loc[0, "paper"]
     assert view.loc[0, "mean ± 95% CI"].startswith("0.98 ±")
     assert claims_view(claims, "demo").loc[0, "verdict"] == "holds"
+    other_split = leaderboard_view(board, claims.assign(our_split="test_4x"), "demo", "mqar", "accuracy", "test")
+    assert other_split["verdict"].isna().all()  # a claim about another split is not shown on this one
 
 
 def test_verdict_summary_counts_each_methods_claims(tmp_path):

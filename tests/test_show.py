@@ -13,8 +13,8 @@ from methods.core.show import END, START, claims_markdown, update_block
 def _claims() -> pd.DataFrame:
     base = {"scale": "smoke", "method": "CAT", "benchmark": "mqar", "setting": "one layer", "metric": "accuracy",
             "variant": "cat", "paper_value": 1.0, "unit": "boolean", "source": "Fig. 2", "our_benchmark": "mqar",
-            "our_metric": "accuracy", "our_variant": "cat_1l", "our_value": 0.98, "our_ci_low": 0.97,
-            "our_ci_high": 0.99, "our_n": 3.0, "check": "cat_1l >= 0.9", "seeds_holding": "3/3",
+            "our_metric": "accuracy", "our_split": "test", "our_variant": "cat_1l", "our_value": 0.98,
+            "our_ci_low": 0.97, "our_ci_high": 0.99, "our_n": 3.0, "check": "cat_1l >= 0.9", "seeds_holding": "3/3",
             "verdict": "holds", "detail": ""}
     unmeasured = {**base, "setting": "paper grid", "our_value": math.nan, "verdict": "not measured"}
     failing = {**base, "setting": "4x length", "unit": "percent", "paper_value": 95.0, "verdict": "fails"}

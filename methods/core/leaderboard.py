@@ -214,6 +214,7 @@ def judge_claims(board: pd.DataFrame, claims_csv: str | Path, rows: pd.DataFrame
                    "setting": claim["setting"], "metric": claim["metric"], "variant": claim["variant"],
                    "paper_value": float(claim["value"]), "unit": claim["unit"], "source": claim["source"],
                    "our_benchmark": claim["our_benchmark"] or None, "our_metric": claim["our_metric"] or None,
+                   "our_split": (claim.get("our_split") or "test") if claim["our_benchmark"] else None,
                    "our_variant": claim["our_variant"] or None, "our_value": None, "our_ci_low": None,
                    "our_ci_high": None, "our_n": None, "check": claim["check"] or None, "seeds_holding": None,
                    "verdict": "not measured", "detail": None}

@@ -53,8 +53,9 @@ def claims_markdown(claims: pd.DataFrame, scale: str = "smoke") -> str:
         paper = paper_value_text(r.paper_value, r.unit)
         setting = str(r.setting).replace("|", "/")
         verdict = f"**{r.verdict}**" if r.verdict in ("fails", "inconclusive") else r.verdict
-        lines.append(f"| {r.method} | {setting} | `{r.our_variant}` · {r.our_benchmark} {r.our_metric} | {paper} | "
-                     f"`{r.check}` | {ours} | {r.seeds_holding or '–'} | {verdict} |")
+        mapped = f"`{r.our_variant}` · {r.our_benchmark} {r.our_metric} ({r.our_split})"
+        lines.append(f"| {r.method} | {setting} | {mapped} | {paper} | `{r.check}` | {ours} | "
+                     f"{r.seeds_holding or '–'} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 

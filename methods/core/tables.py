@@ -135,6 +135,7 @@ CLAIMS = Schema(
         "source": "str",
         "our_benchmark": "str?",
         "our_metric": "str?",
+        "our_split": "str?",
         "our_variant": "str?",
         "our_value": "float?",
         "our_ci_low": "float?",
