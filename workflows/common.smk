@@ -5,6 +5,7 @@ import sys
 from snakemake.utils import validate
 
 from methods.core.config import ConfigError, resolve_jobs, validate_schema
+from methods.core.tables import CLAIMS, LEADERBOARD
 
 
 def _fail(message):
