@@ -8,6 +8,7 @@ modelling splits (``scored_by = "nll"``) by the per-token negative log-likelihoo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +112,8 @@ def record_extra(ctx: RunContext, model: TinyLM) -> None:
     ctx.record("parameters", model.num_parameters())
 
 
-def run(ctx: RunContext, curve_splits: tuple[str, ...] | None = None, record=record_extra) -> None:
-    """Train, then evaluate every non-train split; ``curve_splits`` also every ``eval_every`` steps."""
+def prepare(ctx: RunContext) -> tuple[dict[str, Any], TinyLM, Callable[[torch.Tensor], torch.Tensor], int]:
+    """The job's evaluation splits, its model, the loss of a minibatch of training indices, and n_train."""
     args: SequenceModelArgs = ctx.args
     data = ctx.load_data()
     train_split = data.pop("train")
@@ -125,6 +126,13 @@ def run(ctx: RunContext, curve_splits: tuple[str, ...] | None = None, record=rec
         logits = model(inputs[idx])
         return F.cross_entropy(logits.flatten(0, 1).float(), labels[idx].flatten(), ignore_index=-100)
 
+    return data, model, loss_on, len(train_split)
+
+
+def run(ctx: RunContext, curve_splits: tuple[str, ...] | None = None, record=record_extra) -> None:
+    """Train, then evaluate every non-train split; ``curve_splits`` also every ``eval_every`` steps."""
+    args: SequenceModelArgs = ctx.args
+    data, model, loss_on, n_train = prepare(ctx)
     curves = list(data) if curve_splits is None else [s for s in curve_splits if s in data]
 
     def evaluate(step: int | None, names: list[str]) -> None:
@@ -133,7 +141,7 @@ def run(ctx: RunContext, curve_splits: tuple[str, ...] | None = None, record=rec
 
     train(model, TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, log_every=args.eval_every or 250),
-          loss_on, len(train_split), torch.Generator().manual_seed(ctx.seed), ctx.device, ctx.dtype,
+          loss_on, n_train, torch.Generator().manual_seed(ctx.seed), ctx.device, ctx.dtype,
           log=ctx.log, on_log=(lambda step: evaluate(step, curves)) if args.eval_every else None)
     evaluate(None, list(data))
     record(ctx, model)

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from methods.cat.run import AttentionArgs, build_model, evaluate_split
+from methods.cat.run import AttentionArgs, evaluate_split, prepare
 from methods.core.api import Family, Method, Metric, RunContext
 from methods.core.training import TrainConfig, predict_tokens
 from methods.nn import TinyLM
@@ -120,16 +119,7 @@ def run_sequence(ctx: RunContext) -> None:
     (:func:`methods.ssa.training.train_with_temperatures`) and the steps-to-target metric.
     """
     args: BaselineArgs = ctx.args
-    data = ctx.load_data()
-    train_split = data.pop("train")
-    model = build_model(args, ctx.data_args.vocab_size).to(ctx.device)
-    ctx.log(f"{ctx.family} ({args.mixer}) {args.n_layers}L d={args.d_model}: "
-            f"{model.num_parameters():,} parameters")
-    inputs, labels = train_split.inputs.to(ctx.device), train_split.labels.to(ctx.device)
-
-    def loss_on(idx: torch.Tensor) -> torch.Tensor:
-        logits = model(inputs[idx])
-        return F.cross_entropy(logits.flatten(0, 1).float(), labels[idx].flatten(), ignore_index=-100)
+    data, model, loss_on, n_train = prepare(ctx)
 
     curve: list[tuple[int, float]] = []
     last_val: dict[int, dict[str, float]] = {}  # the latest val scores by step (reused at the end)
@@ -148,7 +138,7 @@ def run_sequence(ctx: RunContext) -> None:
     train_with_temperatures(
         model, TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                            weight_decay=args.weight_decay, log_every=args.eval_every or 250),
-        temperature_lr, getattr(args, "temperature_scope", "position"), loss_on, len(train_split),
+        temperature_lr, getattr(args, "temperature_scope", "position"), loss_on, n_train,
         torch.Generator().manual_seed(ctx.seed), ctx.device, ctx.dtype, log=ctx.log,
         on_log=evaluate_val if args.eval_every else None)
     for split_name, split in data.items():
