@@ -265,6 +265,11 @@ def _run_tldr(ctx: RunContext, model, reference, data, generator) -> None:
                                                generator)
         _samples(ctx, split, responses, f"tldr_{level}", n=2)
     record_levels(ctx, per_level, args.budgets, reference["test"])
+    # The same per-level rows on the validation problems (after the test pass, so the test rows keep their
+    # sampling stream): RL settings such as rl_steps are compared on these, never on test.
+    val_levels = {level: evaluate(model, data["val"].with_level(level), ctx.benchmark.score, TOKENS,
+                                  _settings(args), generator)[0] for level in args.budgets}
+    record_levels(ctx, val_levels, args.budgets, reference["val"], prefix="val")
 
 
 def record_levels(ctx: RunContext, per_level: dict[str, dict[str, float]], budgets: dict[str, float],
