@@ -29,6 +29,17 @@ class StudentArgs:
     pass_k: int = 8
     eval_problems: int = 256  # test problems per split at the end
     curve_problems: int = 64  # test problems per split at each curve point
+    # Paper profile only (benchmark math_reasoning, methods/bread/paper_run.py); unused on chain_reasoning.
+    model: str | None = None  # student: paper name (qwen2.5-1.5b), hub id or local path
+    sft_data: str = "s1k"  # expert traces for the SFT stage: s1k, numina, hub id or local jsonl
+    rl_data: str = "numina"  # RL problems with expert traces (BREAD's anchors)
+    num_sft_problems: int | None = None
+    num_rl_problems: int | None = None
+    max_trace_tokens: int = 4096
+    max_new_tokens: int = 4096
+    eval_batch_size: int = 64
+    backend: str = "vllm"  # rollouts: vllm (lazy import; falls back to transformers generate) or hf
+    log_every: int = 10
 
 
 @dataclass
@@ -117,8 +128,17 @@ def sft_rows(split: ChainSplit) -> tuple[torch.Tensor, torch.Tensor]:
     return tokens, ((pos >= start) & (pos < end)).float()
 
 
+def _paper(ctx: RunContext) -> bool:
+    """The paper profile runs on the math_reasoning benchmark (methods/bread/paper_run.py)."""
+    return ctx.benchmark.name == "math_reasoning"
+
+
 def run_stage(ctx: RunContext) -> None:
     """The shared SFT checkpoint: teacher forcing on every training problem's expert trace."""
+    if _paper(ctx):
+        from methods.bread import paper_run
+
+        return paper_run.run_stage(ctx)
     args: SFTArgs = ctx.args
     data = ctx.load_data()
     train_split = data["train"]
@@ -144,6 +164,10 @@ def load_stage(ctx: RunContext, model: TinyLM) -> dict:
 
 
 def run(ctx: RunContext) -> None:
+    if _paper(ctx):
+        from methods.bread import paper_run
+
+        return paper_run.run(ctx)
     args: StudentArgs = ctx.args
     data = ctx.load_data()
     train_split = data["train"]
@@ -249,6 +273,7 @@ STUDENT_METRICS = (
     Metric("steps_to_target", False, "SFT+RL steps until hard accuracy >= target (censored: budget+eval)"),
     Metric("cpu_seconds_to_target", False, "CPU seconds (SFT included) until hard accuracy >= target"),
     Metric("train_cpu_seconds", False, "CPU seconds of training (SFT stage included)"),
+    Metric("reward", True, "mean RL reward of the step's rollouts (paper profile: math-verify correct)"),
 )
 
 METHOD = Method(
@@ -263,6 +288,6 @@ METHOD = Method(
     stages={"sft": Family("sft", "teacher-forced SFT on the expert traces", SFTArgs)},
     run=run,
     run_stage=run_stage,
-    benchmarks=("chain_reasoning",),
+    benchmarks=("chain_reasoning", "math_reasoning"),
     metrics=STUDENT_METRICS,
 )
