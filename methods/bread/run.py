@@ -47,6 +47,9 @@ class SFTArgs(StudentArgs):
     sft_steps: int = 300
     sft_batch_size: int = 32
     sft_lr: float = 3e-3
+    # Scarce expert traces (arXiv 2506.17211's "small LM, scarce expert traces" setting): SFT sees only
+    # this many training traces, half easy and half hard (None: all). RL still anchors on every problem.
+    sft_traces: int | None = None
 
 
 @dataclass
@@ -144,11 +147,17 @@ def run_stage(ctx: RunContext) -> None:
     train_split = data["train"]
     model = build_student(args, train_split.vocab_size).to(ctx.device)
     tokens, mask = sft_rows(train_split)
+    if args.sft_traces is not None:
+        half, n = len(train_split) // 2, args.sft_traces
+        if not 2 <= n <= len(train_split):
+            raise ValueError(f"sft_traces must be in [2, {len(train_split)}], got {n}")
+        keep = torch.cat([torch.arange(n // 2), half + torch.arange(n - n // 2)])  # train: easy half, hard half
+        tokens, mask = tokens[keep], mask[keep]
     tokens, mask = tokens.to(ctx.device), mask.to(ctx.device)
     cpu0 = time.process_time()
     train(model, TrainConfig(steps=args.sft_steps, batch_size=args.sft_batch_size, lr=args.sft_lr,
                              weight_decay=0.0, log_every=100),
-          lambda idx: sft_loss(model, tokens[idx], mask[idx]), len(train_split),
+          lambda idx: sft_loss(model, tokens[idx], mask[idx]), tokens.shape[0],
           torch.Generator().manual_seed(ctx.seed), ctx.device, ctx.dtype, log=ctx.log)
     torch.save({"state": model.state_dict(), "cpu_seconds": time.process_time() - cpu0,
                 "steps": args.sft_steps}, ctx.out_dir / "student.pt")
