@@ -36,28 +36,38 @@ def concat_generations(parts: Sequence[Generation]) -> Generation:
                       torch.cat([p.completion_lengths for p in parts]), pad)
 
 
+def _prefix_tokens(episode_ends: Sequence[torch.Tensor] | None, pid: int, j: int) -> int:
+    """Expert tokens in the first j episodes: j (one token per episode) or ``episode_ends[pid][j]``."""
+    return j if episode_ends is None else int(episode_ends[pid][j])
+
+
 def _sample_at(sampler: Sampler, prompts: Sequence[torch.Tensor], traces: Sequence[torch.Tensor],
                problem_ids: torch.Tensor, prefix: torch.Tensor, group_size: int, slack: int,
-               temperature: float, generator: torch.Generator) -> Generation:
+               temperature: float, generator: torch.Generator,
+               episode_ends: Sequence[torch.Tensor] | None = None) -> Generation:
     """group_size completions per (problem, prefix length j): prompt + first j expert episodes."""
     rows, budgets = [], []
     for pid, j in zip(problem_ids.tolist(), prefix.tolist(), strict=True):
-        row = torch.cat([prompts[pid], traces[pid][:j]])
+        cut = _prefix_tokens(episode_ends, pid, j)
+        row = torch.cat([prompts[pid], traces[pid][:cut]])
         rows += [row] * group_size
-        budgets += [traces[pid].numel() - j + slack] * group_size
+        budgets += [traces[pid].numel() - cut + slack] * group_size
     return sampler.sample(rows, torch.tensor(budgets), temperature=temperature, generator=generator)
 
 
 def branch_failed_groups(sampler: Sampler, prompts: Sequence[torch.Tensor], traces: Sequence[torch.Tensor],
                          episodes: torch.Tensor, failed_ids: torch.Tensor, reward_fn: BranchReward,
                          group_size: int, temperature: float, generator: torch.Generator,
-                         slack: int = 1) -> BranchResult:
+                         slack: int = 1, episode_ends: Sequence[torch.Tensor] | None = None) -> BranchResult:
     """Binary search, batched over all failed groups, for the shortest expert prefix with a success.
 
     ``traces[pid]``: the expert completion, one token per episode then EOS; ``episodes[pid]``: its number
     of episodes. Prefixes run from 1 to episodes-1 (the student always writes at least the final answer).
     Groups that fail at every probed prefix get the longest prefix and one row replaced by the expert's
     own last episode, so each group still has one success (the paper's guarantee).
+    ``episode_ends[pid]`` (paper profile: multi-token episodes of a written solution): (episodes+1,) token
+    counts after 0..episodes episodes, so prefix j is ``traces[pid][:episode_ends[pid][j]]``; ``slack`` is
+    then the extra generation budget in tokens. None: one token per episode (the chain benchmark).
     """
     n = failed_ids.numel()
     lo = torch.ones(n, dtype=torch.long)
@@ -70,7 +80,7 @@ def branch_failed_groups(sampler: Sampler, prompts: Sequence[torch.Tensor], trac
             break
         mid = (lo[active] + hi[active]) // 2
         gen = _sample_at(sampler, prompts, traces, failed_ids[active], mid, group_size, slack, temperature,
-                         generator)
+                         generator, episode_ends)
         rew = reward_fn(gen, failed_ids[active].repeat_interleave(group_size)).view(-1, group_size)
         success = rew.max(1).values > 0
         for k, g in enumerate(active.tolist()):
@@ -85,14 +95,14 @@ def branch_failed_groups(sampler: Sampler, prompts: Sequence[torch.Tensor], trac
     if fallback.numel():
         j = (episodes[failed_ids[fallback]] - 1).clamp(min=0)
         gen = _sample_at(sampler, prompts, traces, failed_ids[fallback], j, group_size, slack, temperature,
-                         generator)
+                         generator, episode_ends)
         rew = reward_fn(gen, failed_ids[fallback].repeat_interleave(group_size)).view(-1, group_size)
         for k, g in enumerate(fallback.tolist()):
             part, r = _rows(gen, slice(k * group_size, (k + 1) * group_size)), rew[k].clone()
             if r.max() == 0:  # insert the expert's own final episode as the one successful trace
                 pid = int(failed_ids[g])
                 part = _replace_first(part, torch.cat([prompts[pid], traces[pid]]), prompts[pid].numel()
-                                      + int(j[k]))
+                                      + _prefix_tokens(episode_ends, pid, int(j[k])))
                 r[0] = 1.0
                 best_j[g] = episodes[pid]  # the whole trace was used
             else:

@@ -29,6 +29,17 @@ class StudentArgs:
     pass_k: int = 8
     eval_problems: int = 256  # test problems per split at the end
     curve_problems: int = 64  # test problems per split at each curve point
+    # Paper profile only (benchmark math_reasoning, methods/bread/paper_run.py); unused on chain_reasoning.
+    model: str | None = None  # student: paper name (qwen2.5-1.5b), hub id or local path
+    sft_data: str = "s1k"  # expert traces for the SFT stage: s1k, numina, hub id or local jsonl
+    rl_data: str = "numina"  # RL problems with expert traces (BREAD's anchors)
+    num_sft_problems: int | None = None
+    num_rl_problems: int | None = None
+    max_trace_tokens: int = 4096
+    max_new_tokens: int = 4096
+    eval_batch_size: int = 64
+    backend: str = "vllm"  # rollouts: vllm (lazy import; falls back to transformers generate) or hf
+    log_every: int = 10
 
 
 @dataclass
@@ -36,6 +47,9 @@ class SFTArgs(StudentArgs):
     sft_steps: int = 300
     sft_batch_size: int = 32
     sft_lr: float = 3e-3
+    # Scarce expert traces (arXiv 2506.17211's "small LM, scarce expert traces" setting): SFT sees only
+    # this many training traces, half easy and half hard (None: all). RL still anchors on every problem.
+    sft_traces: int | None = None
 
 
 @dataclass
@@ -117,18 +131,33 @@ def sft_rows(split: ChainSplit) -> tuple[torch.Tensor, torch.Tensor]:
     return tokens, ((pos >= start) & (pos < end)).float()
 
 
+def _paper(ctx: RunContext) -> bool:
+    """The paper profile runs on the math_reasoning benchmark (methods/bread/paper_run.py)."""
+    return ctx.benchmark.name == "math_reasoning"
+
+
 def run_stage(ctx: RunContext) -> None:
     """The shared SFT checkpoint: teacher forcing on every training problem's expert trace."""
+    if _paper(ctx):
+        from methods.bread import paper_run
+
+        return paper_run.run_stage(ctx)
     args: SFTArgs = ctx.args
     data = ctx.load_data()
     train_split = data["train"]
     model = build_student(args, train_split.vocab_size).to(ctx.device)
     tokens, mask = sft_rows(train_split)
+    if args.sft_traces is not None:
+        half, n = len(train_split) // 2, args.sft_traces
+        if not 2 <= n <= len(train_split):
+            raise ValueError(f"sft_traces must be in [2, {len(train_split)}], got {n}")
+        keep = torch.cat([torch.arange(n // 2), half + torch.arange(n - n // 2)])  # train: easy half, hard half
+        tokens, mask = tokens[keep], mask[keep]
     tokens, mask = tokens.to(ctx.device), mask.to(ctx.device)
     cpu0 = time.process_time()
     train(model, TrainConfig(steps=args.sft_steps, batch_size=args.sft_batch_size, lr=args.sft_lr,
                              weight_decay=0.0, log_every=100),
-          lambda idx: sft_loss(model, tokens[idx], mask[idx]), len(train_split),
+          lambda idx: sft_loss(model, tokens[idx], mask[idx]), tokens.shape[0],
           torch.Generator().manual_seed(ctx.seed), ctx.device, ctx.dtype, log=ctx.log)
     torch.save({"state": model.state_dict(), "cpu_seconds": time.process_time() - cpu0,
                 "steps": args.sft_steps}, ctx.out_dir / "student.pt")
@@ -144,6 +173,10 @@ def load_stage(ctx: RunContext, model: TinyLM) -> dict:
 
 
 def run(ctx: RunContext) -> None:
+    if _paper(ctx):
+        from methods.bread import paper_run
+
+        return paper_run.run(ctx)
     args: StudentArgs = ctx.args
     data = ctx.load_data()
     train_split = data["train"]
@@ -249,6 +282,7 @@ STUDENT_METRICS = (
     Metric("steps_to_target", False, "SFT+RL steps until hard accuracy >= target (censored: budget+eval)"),
     Metric("cpu_seconds_to_target", False, "CPU seconds (SFT included) until hard accuracy >= target"),
     Metric("train_cpu_seconds", False, "CPU seconds of training (SFT stage included)"),
+    Metric("reward", True, "mean RL reward of the step's rollouts (paper profile: math-verify correct)"),
 )
 
 METHOD = Method(
@@ -263,6 +297,6 @@ METHOD = Method(
     stages={"sft": Family("sft", "teacher-forced SFT on the expert traces", SFTArgs)},
     run=run,
     run_stage=run_stage,
-    benchmarks=("chain_reasoning",),
+    benchmarks=("chain_reasoning", "math_reasoning"),
     metrics=STUDENT_METRICS,
 )
