@@ -11,6 +11,12 @@ import torch
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
+# The paper-profile job tests run on the device these name (default: CPU, float32), so that the very same
+# tests exercise the GPU path on a CUDA machine:
+#   OCTOBENCH_TEST_DEVICE=cuda OCTOBENCH_TEST_DTYPE=bfloat16 pytest tests/test_*_paper.py tests/test_ssa_hf.py
+JOB_DEVICE = os.environ.get("OCTOBENCH_TEST_DEVICE", "cpu")
+JOB_DTYPE = os.environ.get("OCTOBENCH_TEST_DTYPE", "float32")
+
 TINY = {
     "scale": "tiny",
     "seed": 0,

@@ -19,6 +19,7 @@ from methods.bread.paper import (
     math_verify_rewards,
     split_episodes,
 )
+from tests.conftest import JOB_DEVICE, JOB_DTYPE
 
 transformers = pytest.importorskip("transformers")
 
@@ -134,7 +135,7 @@ def test_paper_profile_runs_sft_then_grpo_and_bread_then_eval_through_the_job_co
     save_tiny_qwen2_bpe(tmp_path / "model", [r["solution"] for r in numina] + [r["problem"] for r in numina])
 
     config = yaml.safe_load(open("config/paper.yaml"))
-    config.update(replicates=1, device="cpu", dtype="float32", threads=1, only="bread")
+    config.update(replicates=1, device=JOB_DEVICE, dtype=JOB_DTYPE, threads=1, only="bread")
     block = config["methods"]["bread"]["benchmarks"]["math_reasoning"]
     assert block["args"]["model"] == "Qwen/Qwen2.5-1.5B-Instruct" and block["args"]["backend"] == "vllm"
     assert (block["args"]["sft_data"], block["args"]["rl_data"]) == ("s1k", "numina")

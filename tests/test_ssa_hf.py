@@ -21,6 +21,7 @@ from transformers import (
 )
 
 from methods.ssa import hf_patch
+from tests.conftest import JOB_DEVICE, JOB_DTYPE
 
 TINY = {
     "gpt2": lambda: GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64, n_positions=64,
@@ -161,7 +162,8 @@ def test_finetune_job_runs_end_to_end_on_a_local_model_corpus_and_lm_eval_task(l
 
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text((json.dumps({"text": "the cat sat on the mat a red dog ran"}) + "\n") * 20)
-    config = {"scale": "test", "replicates": 1, "device": "cpu", "methods": {"ssa": {"benchmarks": {"local": {
+    config = {"scale": "test", "replicates": 1, "device": JOB_DEVICE, "dtype": JOB_DTYPE,
+              "methods": {"ssa": {"benchmarks": {"local": {
         "benchmark": "lm_harness",
         "data": {"dataset": str(corpus), "dataset_config": None, "tasks": ["octobench_local_choice"],
                  "include_path": str(_local_choice_task(tmp_path))},

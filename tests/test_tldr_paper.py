@@ -19,6 +19,7 @@ from methods.tldr.paper import (
     special_tokens,
 )
 from methods.tldr.policy import PolicyArgs, build_policy, load_policy, save_policy
+from tests.conftest import JOB_DEVICE, JOB_DTYPE
 
 WORDS = ["<pad>", "<s>", "</s>", "<unk>", "</think>", "Wait", "What", "is", "1+1?", "2+2?", "2", "4", "$",
          "Think", "briefly."]
@@ -124,7 +125,7 @@ def test_paper_profile_runs_through_the_job_code_on_a_tiny_qwen2_and_local_jsonl
     (tmp_path / "evalset.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:3]))
 
     config = yaml.safe_load(open("config/paper.yaml"))
-    config.update(replicates=1, device="cpu", dtype="float32", threads=1, only="tldr")
+    config.update(replicates=1, device=JOB_DEVICE, dtype=JOB_DTYPE, threads=1, only="tldr")
     block = config["methods"]["tldr"]["benchmarks"]["math_reasoning"]
     assert block["stages"]["sft_model"]["model"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
     assert block["data"]["eval_sets"] == ["math500", "amc", "aime24", "olympiadbench"]
