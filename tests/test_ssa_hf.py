@@ -165,7 +165,8 @@ def test_finetune_job_runs_end_to_end_on_a_local_model_corpus_and_lm_eval_task(l
     config = {"scale": "test", "replicates": 1, "device": JOB_DEVICE, "dtype": JOB_DTYPE,
               "methods": {"ssa": {"benchmarks": {"local": {
         "benchmark": "lm_harness",
-        "data": {"dataset": str(corpus), "dataset_config": None, "tasks": ["octobench_local_choice"],
+        "data": {"dataset": str(corpus), "dataset_config": None, "train_split": "train[:80%]",
+                 "eval_split": "train[80%:]", "tasks": ["octobench_local_choice"],
                  "include_path": str(_local_choice_task(tmp_path))},
         "variants": {"tiny_ssa_ft": {"family": "finetune", "model": str(local_model), "steps": 4,
                                      "batch_size": 2, "seq_len": 15, "eval_every": 2}}}}}}}
@@ -177,3 +178,15 @@ def test_finetune_job_runs_end_to_end_on_a_local_model_corpus_and_lm_eval_task(l
     assert sorted(curve.step) == [0.0, 2.0, 4.0]
     assert set(rows.metric) >= {"local_choice_acc", "extra_parameters", "extra_parameter_fraction"}
     assert rows.loc[rows.metric == "extra_parameter_fraction", "value"].item() < 0.005
+
+
+def test_a_local_corpus_is_sliced_into_disjoint_train_and_eval_documents(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(10)))
+    from methods.ssa import pretrained
+
+    train = pretrained.load_texts(str(corpus), None, "train[:80%]", "text")
+    held_out = pretrained.load_texts(str(corpus), None, "train[80%:]", "text")
+    assert (len(train), len(held_out)) == (8, 2) and not set(train) & set(held_out)
+    with pytest.raises(ValueError, match="only the split 'train'"):
+        pretrained.load_texts(str(corpus), None, "validation", "text")

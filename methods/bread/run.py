@@ -105,7 +105,7 @@ def evaluate(model: TinyLM, split: ChainSplit, n: int, k: int,
     """Greedy accuracy and pass@k (k samples at temperature 1) on the first n problems; k=0: accuracy only
     (the training curves), which skips the k sampled answers per problem."""
     model.eval()
-    sampler = TorchSampler(model, PAD, EOS)
+    sampler = TorchSampler(model, PAD, EOS, next(model.parameters()).device)
     ids = torch.arange(min(n, len(split)))
     prompts = [split.prompts[i] for i in ids.tolist()]
     budget = split.steps[ids] + 2

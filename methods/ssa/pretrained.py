@@ -32,13 +32,17 @@ def load_causal_lm(name_or_path: str, device: torch.device, dtype: torch.dtype) 
 
 def load_texts(dataset: str, config: str | None, split: str, text_field: str, max_docs: int = 0) -> list[str]:
     """Documents of a hub dataset (``Salesforce/wikitext`` + ``wikitext-103-raw-v1``, ``openwebtext``) or of
-    a local ``.json`` / ``.jsonl`` file with one document per line."""
+    a local ``.json`` / ``.jsonl`` file with one document per line. A local file has one split, ``train``:
+    slice it (``train[:90%]`` / ``train[90%:]``) so that training and evaluation documents differ."""
     from datasets import load_dataset
 
     if dataset.endswith((".json", ".jsonl")):
         if not Path(dataset).is_file():
             raise FileNotFoundError(f"no such corpus file: {dataset}")
-        data = load_dataset("json", data_files=dataset, split="train")
+        if not split.startswith("train"):
+            raise ValueError(f"a local corpus file has only the split 'train'; got split '{split}' for {dataset} "
+                             "(slice it, e.g. train_split 'train[:90%]' and eval_split 'train[90%:]')")
+        data = load_dataset("json", data_files=dataset, split=split)
     else:
         data = load_dataset(dataset, config, split=split)
     if text_field not in data.column_names:

@@ -1,0 +1,82 @@
+"""A short spot check of the paper profile on one GPU, through config/paper.yaml's own blocks.
+
+Machines without a model hub cannot load GPT-2 by id, so this script saves a GPT-2 124M-architecture model
+(random initialisation) with a byte-level BPE tokenizer trained on the offline ``pydoc_data`` corpus, and
+writes that corpus as jsonl; it then derives a config from config/paper.yaml in which only sizes, ids and
+paths change, and prints the Snakemake command that runs it:
+
+* ``ssa``: the wikitext103 block's gpt2_ft and gpt2_ssa_ft variants (bf16, seq 1024) on the local model and
+  corpus, fewer steps: throughput and held-out perplexity of SSA vs vanilla from the same initialisation.
+* ``cat``: zoology's MQAR grid at seq_len 64 and 128 over a reduced (d_model, lr) sweep, fewer steps.
+
+    python workflows/scripts/gpu_paper_check.py --root /tmp/paper_check > /tmp/paper_check/cmd
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+
+def save_local_gpt2(directory: Path, corpus: list[str], vocab_size: int = 8192) -> None:
+    """GPT-2 124M's architecture with a byte-level BPE tokenizer learned on ``corpus``."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=vocab_size, special_tokens=["<|endoftext|>"])
+    bpe.save_model(str(directory))
+    tokenizer = GPT2TokenizerFast(vocab_file=str(directory / "vocab.json"),
+                                  merges_file=str(directory / "merges.txt"))
+    tokenizer.save_pretrained(directory)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024, n_embd=768, n_layer=12, n_head=12,
+                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(directory)
+
+
+def pydoc_corpus() -> list[str]:
+    from pydoc_data.topics import topics
+
+    return [text for _, text in sorted(topics.items())]
+
+
+def derive_config(root: Path, ssa_steps: int, mqar_steps: int) -> dict:
+    config = yaml.safe_load(open("config/paper.yaml"))
+    config.update(replicates=1, only="ssa:wikitext103,cat:mqar_l64,cat:mqar_l128")
+    ssa = config["methods"]["ssa"]["benchmarks"]["wikitext103"]
+    ssa["data"].update(dataset=str(root / "corpus.jsonl"), dataset_config=None, train_split="train[:90%]",
+                       eval_split="train[90%:]", max_eval_docs=200, tasks=[])
+    ssa["args"] = {**ssa["args"], "steps": ssa_steps, "eval_every": max(ssa_steps // 4, 1)}
+    ssa["variants"] = {name: {**spec, "model": str(root / "gpt2")} for name, spec in ssa["variants"].items()
+                       if name in ("gpt2_ft", "gpt2_ssa_ft")}
+    for name in ("mqar_l64", "mqar_l128"):
+        block = config["methods"]["cat"]["benchmarks"][name]
+        block["data"] = {**block["data"], "num_train": 20000, "num_test": 1000}
+        block["args"] = {**block["args"], "steps": mqar_steps}
+        block["sweep"] = {"d_model": [64, 128, 256], "lr": [4.64e-4, 2.15e-3]}
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--ssa-steps", type=int, default=400)
+    parser.add_argument("--mqar-steps", type=int, default=2000)
+    args = parser.parse_args()
+    corpus = pydoc_corpus()
+    args.root.mkdir(parents=True, exist_ok=True)
+    with open(args.root / "corpus.jsonl", "w") as fh:
+        for text in corpus:
+            fh.write(json.dumps({"text": text}) + "\n")
+    save_local_gpt2(args.root / "gpt2", corpus)
+    config_path = args.root / "paper_check.yaml"
+    config_path.write_text(yaml.safe_dump(derive_config(args.root, args.ssa_steps, args.mqar_steps)))
+    print(f"snakemake --configfile {config_path} --cores all --resources gpu=16 --keep-going --rerun-incomplete")
+
+
+if __name__ == "__main__":
+    main()
