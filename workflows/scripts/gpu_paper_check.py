@@ -21,19 +21,21 @@ from pathlib import Path
 import yaml
 
 
-def save_local_gpt2(directory: Path, corpus: list[str], vocab_size: int = 8192) -> None:
+def save_local_gpt2(directory: Path, corpus: list[str], vocab_size: int = 8192, n_layer: int = 12) -> None:
     """GPT-2 124M's architecture with a byte-level BPE tokenizer learned on ``corpus``."""
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     directory.mkdir(parents=True, exist_ok=True)
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(corpus, vocab_size=vocab_size, special_tokens=["<|endoftext|>"])
-    bpe.save_model(str(directory))
-    tokenizer = GPT2TokenizerFast(vocab_file=str(directory / "vocab.json"),
-                                  merges_file=str(directory / "merges.txt"))
+    eos = "<|endoftext|>"
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=eos, eos_token=eos,
+                                        unk_token=eos)
+    if len(tokenizer) < 256 or not tokenizer("def f(x): return x")["input_ids"]:
+        raise RuntimeError(f"the local BPE tokenizer did not build (vocabulary {len(tokenizer)})")
     tokenizer.save_pretrained(directory)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024, n_embd=768, n_layer=12, n_head=12,
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024, n_embd=768, n_layer=n_layer, n_head=12,
                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
     GPT2LMHeadModel(config).save_pretrained(directory)
 
@@ -66,13 +68,14 @@ def main() -> None:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--ssa-steps", type=int, default=400)
     parser.add_argument("--mqar-steps", type=int, default=2000)
+    parser.add_argument("--n-layer", type=int, default=12, help="GPT-2 124M has 12; fewer for a quick check")
     args = parser.parse_args()
     corpus = pydoc_corpus()
     args.root.mkdir(parents=True, exist_ok=True)
     with open(args.root / "corpus.jsonl", "w") as fh:
         for text in corpus:
             fh.write(json.dumps({"text": text}) + "\n")
-    save_local_gpt2(args.root / "gpt2", corpus)
+    save_local_gpt2(args.root / "gpt2", corpus, n_layer=args.n_layer)
     config_path = args.root / "paper_check.yaml"
     config_path.write_text(yaml.safe_dump(derive_config(args.root, args.ssa_steps, args.mqar_steps)))
     print(f"snakemake --configfile {config_path} --cores all --resources gpu=16 --keep-going --rerun-incomplete")
