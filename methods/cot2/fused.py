@@ -61,12 +61,12 @@ class FusedSFTStep:
         self.d, self.H = cfg.n_embd, cfg.n_head
         self.hd = self.d // self.H
         self.scale = self.hd ** -0.5
-        self._mask: dict[int, torch.Tensor] = {}
+        self._mask: dict[tuple[int, torch.device], torch.Tensor] = {}
 
-    def _causal(self, T: int) -> torch.Tensor:
-        if T not in self._mask:
-            self._mask[T] = torch.full((T, T), float("-inf")).triu_(1)
-        return self._mask[T]
+    def _causal(self, T: int, device: torch.device) -> torch.Tensor:
+        if (T, device) not in self._mask:
+            self._mask[T, device] = torch.full((T, T), float("-inf"), device=device).triu_(1)
+        return self._mask[T, device]
 
     def __call__(self, X: torch.Tensor, Y: torch.Tensor, constant: float | torch.Tensor = 0.0) -> torch.Tensor:
         """X (B, T, V) input mixtures, Y (B, L, V) targets at the last L positions -> loss (detached)."""
@@ -91,7 +91,7 @@ class FusedSFTStep:
             a1, m1, r1 = _native_ln(h, (d,), blk.ln_1.weight, blk.ln_1.bias, eps)
             qkv = torch.addmm(blk.attn.c_attn.bias, a1, blk.attn.c_attn.weight)
             q, k, v = qkv.view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4).reshape(3, BH, T, hd).unbind(0)
-            p = torch.baddbmm(self._causal(T), q, k.transpose(1, 2), alpha=self.scale).softmax(-1)
+            p = torch.baddbmm(self._causal(T, X.device), q, k.transpose(1, 2), alpha=self.scale).softmax(-1)
             o = torch.bmm(p, v).view(B, H, T, hd).transpose(1, 2).reshape(BT, d)
             h_mid = torch.addmm(blk.attn.c_proj.bias, o, blk.attn.c_proj.weight).add_(h)
             a2, m2, r2 = _native_ln(h_mid, (d,), blk.ln_2.weight, blk.ln_2.bias, eps)
@@ -110,7 +110,7 @@ class FusedSFTStep:
         dz = logp.exp_().sub_(Yf).div_(B)  # d loss / d logits
         torch.mm(dz.T, hf, out=W.grad)  # head part of the tied W_te gradient
         dh_last = _ln_grads(dz @ W, h_last, mf, rf, tr.ln_f)
-        dh = torch.zeros(B, T, d)
+        dh = torch.zeros(B, T, d, device=X.device)
         dh[:, T - L:] = dh_last.view(B, L, d)
         dh = dh.view(BT, d)
         for blk, (h_in, a1, m1, r1, q, k, v, p, o, h_mid, a2, m2, r2, f, g) in zip(
@@ -125,7 +125,7 @@ class FusedSFTStep:
             torch.mm(o.T, dh, out=attn.c_proj.weight.grad)
             torch.sum(dh, 0, out=attn.c_proj.bias.grad)
             do = (dh @ attn.c_proj.weight.T).view(B, T, H, hd).transpose(1, 2).reshape(BH, T, hd)
-            dqkv_heads = torch.empty(3, BH, T, hd)
+            dqkv_heads = torch.empty(3, BH, T, hd, device=X.device)
             torch.bmm(p.transpose(1, 2), do, out=dqkv_heads[2])
             ds = _softmax_backward(torch.bmm(do, v.transpose(1, 2)), p, -1, p.dtype).mul_(self.scale)
             torch.bmm(ds, k, out=dqkv_heads[0])
