@@ -83,3 +83,66 @@ def test_fused_step_optimiser_and_decoders_stay_on_the_data_device(kind):
     lp = step_log_probs(model, split.prompt[:8], out.step_weights, out.step_tokens, out.answer,
                         GRPOSettings(k=2))
     assert lp.device.type == "meta" and lp.shape == (8, split.num_steps + 1)
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                  reason="no GPU"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_family_runs_through_the_job_runner_on_the_configured_device(tmp_path, device):
+    import pandas as pd
+
+    from methods.core.config import load_config, resolve_jobs
+    from methods.core.job import run_job
+
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"""
+scale: test
+replicates: 1
+device: {device}
+methods:
+  cot2:
+    args: {{n_layers: 1, n_heads: 1, d_model: 16, pass_k: 4, curve_every: 1}}
+    benchmarks:
+      mnns:
+        data: {{num_digits: 3, digit_low: 1, digit_high: 4}}
+        args: {{epochs: 1, batch_size: 32, lr: 3.0e-3}}
+        stages:
+          sft: {{family: discrete_sft}}
+        variants:
+          csft: {{family: cot2_csft, top_beams: 2}}
+          no_cot: {{family: no_cot}}
+          start: {{family: evaluate, after: sft}}
+          grpo: {{family: grpo, after: sft, k: 2, steps: 2, prompts_per_step: 4, rollouts: 4}}
+          grpo_dir: {{family: grpo, after: sft, sampling: dirichlet, steps: 2, prompts_per_step: 4,
+                      rollouts: 4}}
+""")
+    jobs = resolve_jobs(load_config(config))
+    for job in jobs:
+        job.out = str(tmp_path / job.out)
+        job.inputs = {k: str(tmp_path / v) for k, v in job.inputs.items()}
+        run_job(job)
+    for job in jobs[1:]:
+        rows = pd.read_parquet(tmp_path / job.out / "metrics.parquet")
+        assert rows["value"].map(type).eq(float).all() and rows["value"].notna().all()
+        assert "accuracy" in set(rows["metric"])
+    stage = torch.load(tmp_path / jobs[0].out / "model.pt", weights_only=True)  # no map_location needed
+    assert all(t.device.type == "cpu" for t in stage.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+def test_fused_step_on_cuda_matches_the_cpu_step():
+    split = mnns.load(SMALL_MNNS, seed=0)["train"]
+    torch.manual_seed(0)
+    cpu_model = build_gpt2(split.vocab_size, 7, 16, 2, 2)
+    cuda_model = build_gpt2(split.vocab_size, 7, 16, 2, 2)
+    cuda_model.load_state_dict(cpu_model.state_dict())
+    cuda_model.to("cuda")
+    X, Y = sft_mixtures("csft", split.prompt, split.answer, split.trace, split.step_targets, split.vocab_size)
+    cpu_opt, cuda_opt = FlatAdamW(cpu_model.parameters(), lr=1e-3), FlatAdamW(cuda_model.parameters(), lr=1e-3)
+    cpu_loss = FusedSFTStep(cpu_model, cpu_opt)(X[:16], Y[:16])
+    cuda_loss = FusedSFTStep(cuda_model, cuda_opt)(X[:16].cuda(), Y[:16].cuda())
+    assert torch.allclose(cpu_loss, cuda_loss.cpu(), atol=1e-4)
+    assert torch.allclose(cpu_opt.grad, cuda_opt.grad.cpu(), atol=1e-5)
+    assert torch.allclose(cpu_opt.flat, cuda_opt.flat.cpu(), atol=1e-5)
