@@ -85,7 +85,8 @@ class FusedSFTStep:
         W = tr.wte.weight
         Xf = X.reshape(BT, V)
         # ---- forward, keeping what the backward needs
-        h = torch.addmm(tr.wpe.weight[:T].repeat(B, 1), Xf, W)  # (BT, d) = X @ W_te + W_pe
+        pos = tr.wpe.weight[:T].expand(B, T, d).reshape(BT, d)  # one copy; ``repeat`` costs ~80 us here
+        h = torch.addmm(pos, Xf, W)  # (BT, d) = X @ W_te + W_pe
         saved = []
         for blk in tr.h:
             a1, m1, r1 = _native_ln(h, (d,), blk.ln_1.weight, blk.ln_1.bias, eps)
@@ -142,14 +143,20 @@ class FusedSFTStep:
 def sft_mixtures(kind: str, prompt: torch.Tensor, answer: torch.Tensor, trace: torch.Tensor,
                  targets: torch.Tensor | None, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(X, Y) of the fused loss for a supervision: input mixtures and output target distributions."""
-    V = vocab_size
-    prompt_x = F.one_hot(prompt, V).float()
-    answer_y = F.one_hot(answer, V).float()[:, None]
-    if kind == "no_cot":
-        return prompt_x, answer_y
+    if kind not in ("no_cot", "discrete", "csft"):
+        raise ValueError(f"unknown supervision '{kind}'")
+    # each tensor is allocated once and filled in place (one-hot rows by scatter), the values of
+    # ``F.one_hot(...).float()`` and ``torch.cat`` without their int64 and concatenation copies
+    n, P = prompt.shape
+    S = 0 if kind == "no_cot" else trace.shape[1]
+    X = torch.zeros(n, P + S, vocab_size, device=prompt.device)
+    Y = torch.zeros(n, S + 1, vocab_size, device=prompt.device)
+    X[:, :P].scatter_(-1, prompt[..., None], 1.0)
+    Y[:, S].scatter_(-1, answer[:, None], 1.0)
     if kind == "discrete":
-        steps = F.one_hot(trace, V).float()
-        return torch.cat([prompt_x, steps], 1), torch.cat([steps, answer_y], 1)
-    if kind == "csft":
-        return torch.cat([prompt_x, targets], 1), torch.cat([targets, answer_y], 1)
-    raise ValueError(f"unknown supervision '{kind}'")
+        X[:, P:].scatter_(-1, trace[..., None], 1.0)
+        Y[:, :S].scatter_(-1, trace[..., None], 1.0)
+    elif kind == "csft":
+        X[:, P:] = targets
+        Y[:, :S] = targets
+    return X, Y

@@ -86,7 +86,7 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
         total = torch.zeros((), device=device)
         if step is not None:
             # one gather per epoch; minibatches are then contiguous slices (views, no per-step copies)
-            X, Y = X_all[order], Y_all[order]
+            X, Y = X_all.index_select(0, order), Y_all.index_select(0, order)
             for start in range(0, n, batch_size):
                 total += step(X[start: start + batch_size], Y[start: start + batch_size])
             if kind == "csft":  # the loss is a KL: subtract the targets' entropy (batch means), once
