@@ -113,6 +113,7 @@ methods:
         variants:
           csft: {{family: cot2_csft, top_beams: 2}}
           no_cot: {{family: no_cot}}
+          csft_dropout: {{family: cot2_csft, dropout: 0.1}}  # the autograd path (paper profile)
           start: {{family: evaluate, after: sft}}
           grpo: {{family: grpo, after: sft, k: 2, steps: 2, prompts_per_step: 4, rollouts: 4}}
           grpo_dir: {{family: grpo, after: sft, sampling: dirichlet, steps: 2, prompts_per_step: 4,
