@@ -42,6 +42,18 @@ class ReasoningSplit:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
+    @property
+    def device(self) -> torch.device:
+        return self.prompt.device
+
+    def to(self, device: torch.device | str) -> ReasoningSplit:
+        """The split with every tensor on ``device`` (the same tensors when already there)."""
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return ReasoningSplit(self.prompt.to(device), self.step_targets.to(device), self.trace.to(device),
+                              self.answer.to(device), self.vocab, move(self.traces), move(self.num_valid))
+
     def subset(self, index: torch.Tensor) -> ReasoningSplit:
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[index]

@@ -33,6 +33,13 @@ class Rollout:
     support: torch.Tensor | None = None  # (N, S, V) Dirichlet mode: the tokens the draw was over
 
 
+def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    """Sampling draws on the tensors' device: a generator elsewhere fails deep inside torch, so say it here."""
+    if generator is not None and torch.device(generator.device).type != torch.device(device).type:
+        raise ValueError(f"sampling generator is on {generator.device} but the tensors are on {device}; "
+                         f"create it there: torch.Generator(device={str(device)!r}).manual_seed(seed)")
+
+
 def dirichlet_support(probs: torch.Tensor) -> torch.Tensor:
     """Tokens a Dirichlet step explores: probability >= the floor (official ``union_mask``)."""
     return probs >= DIRICHLET_FLOOR
@@ -59,6 +66,7 @@ def rollout(model, prompt: torch.Tensor, num_steps: int, mode: str, *, k: int = 
             generator: torch.Generator | None = None) -> Rollout:
     if mode not in MODES:
         raise ValueError(f"unknown decode mode '{mode}'; known: {', '.join(MODES)}")
+    check_generator(generator, prompt.device)
     model.eval()
     embeds = embed_tokens(model, prompt)  # the prompt, then one new position per step (keys/values cached)
     cache: list = []
@@ -94,7 +102,7 @@ def rollout(model, prompt: torch.Tensor, num_steps: int, mode: str, *, k: int = 
     else:
         answer = final.argmax(-1)
     n = prompt.shape[0]
-    empty = torch.zeros(n, 0, V)
+    empty = torch.zeros(n, 0, V, device=prompt.device)
     return Rollout(step_probs=torch.stack(probs_seen, 1) if probs_seen else empty,
                    step_tokens=torch.stack(tokens_seen, 1) if tokens_seen else None,
                    step_weights=torch.stack(weights_seen, 1) if weights_seen else empty,

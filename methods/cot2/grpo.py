@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from benchmarks.reasoning import ReasoningSplit
-from methods.cot2.decode import dirichlet_concentration, dirichlet_log_prob, rollout
+from methods.cot2.decode import check_generator, dirichlet_concentration, dirichlet_log_prob, rollout
 from methods.cot2.model import embed_mixture, embed_tokens, logits
 from methods.cot2.optim import FlatAdamW
 from methods.rl.grpo import LossConfig, group_advantages, policy_loss
@@ -66,6 +66,7 @@ def train_grpo(model, split: ReasoningSplit, s: GRPOSettings, generator: torch.G
         raise ValueError(f"grpo sampling must be 'mts' or 'dirichlet', got {s.sampling!r}")
     if s.k < 1:
         raise ValueError(f"grpo k (tokens per MTS step) must be >= 1, got {s.k}")
+    check_generator(generator, split.device)
     opt = FlatAdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     cfg = LossConfig(loss_type="bnpo", epsilon_low=s.clip_epsilon, beta=s.beta)
     ref_model = None
@@ -74,7 +75,7 @@ def train_grpo(model, split: ReasoningSplit, s: GRPOSettings, generator: torch.G
 
         ref_model = copy.deepcopy(model).eval()
     for step in range(1, s.steps + 1):
-        idx = torch.randint(0, len(split), (s.prompts_per_step,), generator=generator)
+        idx = torch.randint(0, len(split), (s.prompts_per_step,), generator=generator, device=split.device)
         prompt = split.prompt[idx].repeat_interleave(s.rollouts, 0)
         gold = split.answer[idx].repeat_interleave(s.rollouts)
         out = rollout(model, prompt, split.num_steps, s.sampling, k=s.k, normalize=s.normalize,

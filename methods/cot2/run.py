@@ -72,22 +72,37 @@ SUPERVISION = {"no_cot": "no_cot", "discrete_sft": "discrete", "cot2_csft": "csf
 DEFAULT_DECODE = {"no_cot": "greedy", "discrete_sft": "greedy", "cot2_csft": "continuous"}
 
 
-def _model_for(args: ModelArgs, split: ReasoningSplit):
+def _model_for(args: ModelArgs, split: ReasoningSplit, device: torch.device | str = "cpu"):
+    """The model, initialised on the CPU (the same weights whatever the device), then moved to ``device``."""
     n_positions = split.prompt.shape[1] + split.num_steps
     return build_gpt2(split.vocab_size, n_positions, args.d_model, args.n_layers, args.n_heads, args.dropout,
-                      hf=args.hf_model)
+                      hf=args.hf_model).to(device)
+
+
+def _generator(ctx: RunContext, offset: int = 0) -> torch.Generator:
+    """A sampling generator on the job's device (CUDA sampling needs a CUDA generator), seeded from the run."""
+    return torch.Generator(device=ctx.device).manual_seed(ctx.seed + offset)
+
+
+def _splits(ctx: RunContext) -> tuple[ReasoningSplit, ReasoningSplit]:
+    data = ctx.load_data()
+    return data["train"].to(ctx.device), data["test"].to(ctx.device)
 
 
 def _save(model, args: ModelArgs, family: str, out: Path) -> None:
-    torch.save(model.state_dict(), out / "model.pt")
+    # CPU tensors in the file, so a stage trained on a GPU loads anywhere (``_load`` maps to the job's device)
+    state = model.state_dict()
+    for name, tensor in state.items():
+        state[name] = tensor.cpu()  # the same tensor on a CPU job
+    torch.save(state, out / "model.pt")
     (out / "model.json").write_text(json.dumps({"family": family, "args": asdict(args)}, indent=1))
 
 
-def _load(stage_dir: Path, split: ReasoningSplit):
+def _load(stage_dir: Path, split: ReasoningSplit, device: torch.device | str = "cpu"):
     meta = json.loads((stage_dir / "model.json").read_text())
     args = SFTArgs(**meta["args"])
-    model = _model_for(args, split)
-    model.load_state_dict(torch.load(stage_dir / "model.pt", weights_only=True))
+    model = _model_for(args, split, device)
+    model.load_state_dict(torch.load(stage_dir / "model.pt", weights_only=True, map_location=device))
     return model, meta["family"]
 
 
@@ -96,7 +111,7 @@ def evaluate(ctx: RunContext, model, test: ReasoningSplit, decode: str, *, k: in
     """Record accuracy (and, when final, per-step entropy, discrete pass@k and a few samples)."""
     args: ModelArgs = ctx.args
     S = test.num_steps if ctx.family != "no_cot" else 0
-    gen = torch.Generator().manual_seed(ctx.seed + 1)
+    gen = _generator(ctx, 1)
     out = rollout_batched(model, test.prompt, S, decode, batch_size=args.eval_batch, k=k, generator=gen)
     acc = ctx.benchmark.score(out.answer, test)["accuracy"]
     ctx.record("accuracy", acc, split="test", step=step)
@@ -109,7 +124,7 @@ def evaluate(ctx: RunContext, model, test: ReasoningSplit, decode: str, *, k: in
         draws = rollout_batched(model, reps, S, "sample", batch_size=args.eval_batch, generator=gen)
         ctx.record_all(ctx.benchmark.score(draws.answer.view(len(test), args.pass_k), test), split="test")
     for i in range(min(8, len(test))):
-        ctx.sample(index=i, prompt=[test.vocab[t] for t in test.prompt[i] if t != 0],
+        ctx.sample(index=i, prompt=[test.vocab[t] for t in test.prompt[i].tolist() if t != 0],
                    target=test.vocab[int(test.answer[i])], prediction=test.vocab[int(out.answer[i])],
                    decode=decode)
     return acc
@@ -117,9 +132,8 @@ def evaluate(ctx: RunContext, model, test: ReasoningSplit, decode: str, *, k: in
 
 def _train_sft(ctx: RunContext, family: str):
     args: SFTArgs = ctx.args
-    data = ctx.load_data()
-    train, test = data["train"], data["test"]
-    model = _model_for(args, train)
+    train, test = _splits(ctx)
+    model = _model_for(args, train, ctx.device)
     ctx.log(f"{family}: {args.n_layers}L {args.n_heads}H d={args.d_model}, {len(train)} train / "
             f"{len(test)} test, "
             f"{sum(p.numel() for p in model.parameters()):,} parameters")
@@ -134,7 +148,7 @@ def _train_sft(ctx: RunContext, family: str):
 
     train_epochs(model, SUPERVISION[family], train, epochs=args.epochs, batch_size=args.batch_size,
                  lr=args.lr, weight_decay=args.weight_decay,
-                 generator=torch.Generator().manual_seed(ctx.seed), targets=targets, on_epoch=on_epoch)
+                 generator=_generator(ctx), targets=targets, on_epoch=on_epoch)
     return model, test, decode
 
 
@@ -151,9 +165,8 @@ def run(ctx: RunContext) -> None:
     if len(ctx.inputs) != 1:
         raise ValueError(f"cot2 variant '{ctx.variant}' ({ctx.family}) starts from a stage: "
                          f"give it `after: <stage>`")
-    data = ctx.load_data()
-    train, test = data["train"], data["test"]
-    model, start_family = _load(next(iter(ctx.inputs.values())), train)
+    train, test = _splits(ctx)
+    model, start_family = _load(next(iter(ctx.inputs.values())), train, ctx.device)
     args = ctx.args
     if ctx.family == "evaluate":
         evaluate(ctx, model, test, args.decode or DEFAULT_DECODE[start_family], k=args.k)
@@ -171,7 +184,7 @@ def run(ctx: RunContext) -> None:
             acc = evaluate(ctx, model, test, decode, k=args.k, step=step, final=False)
             ctx.log(f"grpo step {step}/{args.steps} reward {stats['reward']:.3f} test accuracy {acc:.3f}")
 
-    train_grpo(model, train, settings, torch.Generator().manual_seed(ctx.seed), on_step=on_step)
+    train_grpo(model, train, settings, _generator(ctx), on_step=on_step)
     evaluate(ctx, model, test, decode, k=args.k)
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from benchmarks.reasoning import ReasoningSplit
 from methods.cot2 import fused
+from methods.cot2.decode import check_generator
 from methods.cot2.model import embed_mixture, embed_tokens, logits
 from methods.cot2.optim import FlatAdamW
 
@@ -29,7 +30,8 @@ def top_beam_targets(split: ReasoningSplit, beams: int) -> torch.Tensor:
     if split.traces is None or split.num_valid is None:
         raise ValueError("top-B targets need ranked traces; this benchmark provides frontier targets only")
     n, M, S = split.traces.shape
-    keep = (torch.arange(M)[None] < split.num_valid.clamp_max(beams)[:, None]).float()  # (n, M)
+    rank = torch.arange(M, device=split.traces.device)
+    keep = (rank[None] < split.num_valid.clamp_max(beams)[:, None]).float()  # (n, M)
     onehot = F.one_hot(split.traces, split.vocab_size).float() * keep[:, :, None, None]
     return onehot.sum(1) / keep.sum(1)[:, None, None]
 
@@ -68,6 +70,8 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
     """
     if kind not in SUPERVISIONS:
         raise ValueError(f"unknown supervision '{kind}'; known: {', '.join(SUPERVISIONS)}")
+    device = split.device
+    check_generator(generator, device)
     model.train()
     opt = FlatAdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     targets = split.step_targets if targets is None else targets
@@ -78,16 +82,16 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
         X_all, Y_all = fused.sft_mixtures(kind, split.prompt, split.answer, split.trace, targets,
                                           split.vocab_size)
     for epoch in range(1, epochs + 1):
-        order = torch.randperm(n, generator=generator)
-        total = torch.zeros(())
+        order = torch.randperm(n, generator=generator, device=device)
+        total = torch.zeros((), device=device)
         if step is not None:
             # one gather per epoch; minibatches are then contiguous slices (views, no per-step copies)
-            X, Y = X_all[order], Y_all[order]
+            X, Y = X_all.index_select(0, order), Y_all.index_select(0, order)
             for start in range(0, n, batch_size):
                 total += step(X[start: start + batch_size], Y[start: start + batch_size])
             if kind == "csft":  # the loss is a KL: subtract the targets' entropy (batch means), once
-                batch_of = torch.arange(n) // batch_size
-                total -= (torch.zeros(int(batch_of[-1]) + 1).index_add_(0, batch_of, entropy[order])
+                batch_of = torch.arange(n, device=device) // batch_size
+                total -= (torch.zeros(-(-n // batch_size), device=device).index_add_(0, batch_of, entropy[order])
                           / torch.bincount(batch_of)).sum()
         else:
             prompt, answer, trace = split.prompt[order], split.answer[order], split.trace[order]
