@@ -104,6 +104,19 @@ def test_every_module_sends_over_100x_fewer_parameters_than_the_full_model(kind)
     assert full / sent >= 100
 
 
+@pytest.mark.parametrize("rank, targets", [(2, ("q_proj", "v_proj")), (1, ("q_proj", "k_proj", "v_proj", "o_proj"))])
+def test_lora_adapts_exactly_the_named_layers_and_stays_100x_smaller(rank, targets):
+    model = tiny_vit_classifier(SMOKE_VIT)
+    names = attach(model, "t", 5, ModuleSpec("lora", lora_rank=rank, lora_targets=targets), gen())
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names if "lora_" in n}
+    assert adapted == set(targets)
+    full = sum(p.numel() for n, p in model.encoder.named_parameters() if "lora_" not in n) + 5 * 96 + 5
+    sent = sum(p.numel() for n, p in model.named_parameters() if n in names)
+    assert full / sent >= 100
+    with pytest.raises(ValueError, match="lora_targets"):
+        ModuleSpec("lora", lora_targets=())
+
+
 @pytest.mark.parametrize("kind", ["lora", "adapter"])
 def test_lora_and_adapters_start_as_the_pretrained_function(kind):
     torch.manual_seed(0)
