@@ -53,9 +53,9 @@ def _scalar(raw: str) -> int | float | bool | str:
     return {"true": True, "false": False}.get(raw.lower(), raw)
 
 
-def pretrain(data, replicate: int, epochs: int, out: Path, log) -> Path:
+def pretrain(data, replicate: int, args: PretrainArgs, out: Path, log) -> Path:
     seed = run_seed(0, "federated_vision", "fedyolo", "pretrain", replicate)
-    ctx = SimpleNamespace(args=PretrainArgs(epochs=epochs), load_data=lambda: data, seed=seed,
+    ctx = SimpleNamespace(args=args, load_data=lambda: data, seed=seed,
                           device=torch.device("cpu"), log=log, out_dir=out)
     out.mkdir(parents=True, exist_ok=True)
     run_stage(ctx)
@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, nargs="+", default=[5])
     parser.add_argument("--trial", action="append", required=True, help="module:key=value,...")
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--d-model", type=int, default=PretrainArgs.d_model, help="TinyViT width (scale probe)")
+    parser.add_argument("--n-layers", type=int, default=PretrainArgs.n_layers)
     args = parser.parse_args()
     torch.set_num_threads(1)
     bench = yaml.safe_load(open(args.config))["methods"]["fedyolo"]["benchmarks"]["federated_vision"]
@@ -104,9 +106,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for epochs in args.pretrain_epochs:
             started = time.process_time()
-            backbone = pretrain(data, args.replicate, epochs, Path(tmp) / f"e{epochs}",
+            shape = PretrainArgs(epochs=epochs, d_model=args.d_model, n_layers=args.n_layers)
+            backbone = pretrain(data, args.replicate, shape, Path(tmp) / f"e{epochs}",
                                 lambda m: print(f"  {m}", flush=True))
-            print(f"pretrain {epochs} epochs: {time.process_time() - started:.1f} CPU-s", flush=True)
+            print(f"pretrain {epochs} epochs (d_model {args.d_model}, {args.n_layers} layers): "
+                  f"{time.process_time() - started:.1f} CPU-s", flush=True)
             for name, values in trials:
                 spec = build_args(ArmSpec, values, name)
                 started = time.process_time()
