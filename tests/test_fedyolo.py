@@ -104,6 +104,19 @@ def test_every_module_sends_over_100x_fewer_parameters_than_the_full_model(kind)
     assert full / sent >= 100
 
 
+@pytest.mark.parametrize("rank, targets", [(2, ("q_proj", "v_proj")), (1, ("q_proj", "k_proj", "v_proj", "o_proj"))])
+def test_lora_adapts_exactly_the_named_layers_and_stays_100x_smaller(rank, targets):
+    model = tiny_vit_classifier(SMOKE_VIT)
+    names = attach(model, "t", 5, ModuleSpec("lora", lora_rank=rank, lora_targets=targets), gen())
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names if "lora_" in n}
+    assert adapted == set(targets)
+    full = sum(p.numel() for n, p in model.encoder.named_parameters() if "lora_" not in n) + 5 * 96 + 5
+    sent = sum(p.numel() for n, p in model.named_parameters() if n in names)
+    assert full / sent >= 100
+    with pytest.raises(ValueError, match="lora_targets"):
+        ModuleSpec("lora", lora_targets=())
+
+
 @pytest.mark.parametrize("kind", ["lora", "adapter"])
 def test_lora_and_adapters_start_as_the_pretrained_function(kind):
     torch.manual_seed(0)
@@ -349,3 +362,19 @@ def test_permuted_task_holds_task_ones_examples_with_scrambled_time_and_relabell
     assert torch.equal(b[:, order], a)
     mapping = {(int(u), int(p)) for u, p in zip(upper.y_train, permuted.y_train, strict=True)}
     assert len(mapping) == 5 and len({u for u, _ in mapping}) == 5  # a relabelling of the same classes
+
+
+def test_tuning_probe_parses_trials_and_scores_validation_only_repeatably(tmp_path):
+    from methods.fedyolo.setup import ArmSpec
+    from methods.fedyolo.tune import fedavg_trial, parse_trial
+
+    name, values = parse_trial("lora:lr=1e-2,lora_rank=2,lora_alpha=16,lora_targets=q_proj+k_proj")
+    assert values == {"module": "lora", "lr": 0.01, "lora_rank": 2, "lora_alpha": 16,
+                      "lora_targets": ["q_proj", "k_proj"]}
+    setup = _tiny_setup(tmp_path, {"x": {"module": "head"}})
+    task = setup.data.tasks[0]
+    task.x_test = task.y_test = None  # the probe must never need test data
+    spec = ArmSpec(module="lora", lr=1e-2, lora_rank=2, lora_alpha=16.0)
+    curve = fedavg_trial(setup.data, Path(setup.backbone), spec, rounds=2, batch_size=8, seed=1)
+    assert len(curve) == 2 and all(0.0 <= v <= 1.0 for v in curve)
+    assert curve == fedavg_trial(setup.data, Path(setup.backbone), spec, rounds=2, batch_size=8, seed=1)

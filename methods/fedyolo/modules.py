@@ -26,7 +26,7 @@ from torch import nn
 from methods.fedyolo.vit import ViTClassifier
 
 MODULE_KINDS = ("full", "head", "lora", "prompt", "adapter")
-LORA_TARGETS = ["q_proj", "v_proj"]
+LORA_TARGETS = ("q_proj", "v_proj")  # Hu et al. (arXiv 2106.09685), Section 7.1: query and value
 
 
 @dataclass
@@ -36,10 +36,14 @@ class ModuleSpec:
     lora_alpha: float = 2.0
     prompt_tokens: int = 4
     adapter_dim: int = 2
+    lora_targets: tuple[str, ...] = LORA_TARGETS  # names of the linear layers LoRA adapts
 
     def __post_init__(self) -> None:
         if self.kind not in MODULE_KINDS:
             raise ValueError(f"unknown module '{self.kind}'; known: {', '.join(MODULE_KINDS)}")
+        self.lora_targets = tuple(self.lora_targets)
+        if not self.lora_targets:
+            raise ValueError("lora_targets is empty: name at least one linear layer, e.g. q_proj")
 
 
 class TaskModule(nn.Module):
@@ -112,7 +116,7 @@ def attach(model: ViTClassifier, task: str, num_classes: int, spec: ModuleSpec,
             raise ValueError("one LoRA module per model: use prompt or adapter modules for several tasks")
         from peft import LoraConfig, inject_adapter_in_model
 
-        config = LoraConfig(r=spec.lora_rank, lora_alpha=spec.lora_alpha, target_modules=LORA_TARGETS,
+        config = LoraConfig(r=spec.lora_rank, lora_alpha=spec.lora_alpha, target_modules=list(spec.lora_targets),
                             lora_dropout=0.0, bias="none")
         inject_adapter_in_model(config, model.encoder)
         with torch.no_grad():  # peft initialises A from the global RNG; redo it from ours (B stays 0)

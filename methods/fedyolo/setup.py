@@ -29,6 +29,7 @@ class ArmSpec:
     weight_decay: float = 0.0
     lora_rank: int = 1
     lora_alpha: float = 2.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])  # e.g. + k_proj, o_proj
     prompt_tokens: int = 4
     adapter_dim: int = 2
     # multitask only: an earlier federated arm (same module) whose trained task-1 model the sequence
@@ -48,7 +49,8 @@ class ArmSpec:
         self.module_spec()
 
     def module_spec(self) -> ModuleSpec:
-        return ModuleSpec(self.module, self.lora_rank, self.lora_alpha, self.prompt_tokens, self.adapter_dim)
+        return ModuleSpec(self.module, self.lora_rank, self.lora_alpha, self.prompt_tokens, self.adapter_dim,
+                          tuple(self.lora_targets))
 
 
 @dataclass
