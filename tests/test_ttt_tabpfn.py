@@ -17,6 +17,7 @@ from methods.ttt.tabpfn_model import (
     save_checkpoint,
     select_ttt_on_tasks,
     select_ttt_setting,
+    stratified_holdout,
     ttt_proba,
 )
 
@@ -101,3 +102,34 @@ def test_setting_chosen_on_generated_tasks_scores_every_grid_point_and_prefers_f
     frozen = select_ttt_on_tasks(checkpoint, tasks, lr_grid=[0.0], step_grid=[2], query_fraction=0.3,
                                  splits_per_step=2, generator=torch.Generator().manual_seed(0))
     assert frozen.steps == 0  # lr 0 changes nothing: a tie, so no TTT
+
+
+def test_stratified_holdout_splits_the_context_disjointly_and_keeps_every_class_on_both_sides():
+    y = np.array([0] * 12 + [1] * 8 + [2] * 4)
+    fit, val = stratified_holdout(y, 0.25, torch.Generator().manual_seed(0))
+    assert len(val) == 6 and sorted(np.concatenate([fit, val]).tolist()) == list(range(24))
+    assert set(y[val]) == {0, 1, 2} and set(y[fit]) == {0, 1, 2}
+    with pytest.raises(ValueError, match="val_fraction"):
+        stratified_holdout(y, 1.0, torch.Generator())
+
+
+def test_pooled_selection_uses_only_context_rows_and_sets_one_setting_per_size(checkpoint):
+    from types import SimpleNamespace
+
+    from benchmarks.tabular_icl import TabularTask
+    from methods.ttt.tabular import TabPFNTTTArgs, TTTPredictor
+
+    tasks = {}
+    for seed in (6, 7):
+        x, y = _table(seed)
+        poisoned = np.full((5, 3), np.nan, dtype=np.float32)  # test rows: any use would make a loss NaN
+        tasks[f"t{seed}"] = TabularTask(f"t{seed}", x, y, poisoned, np.zeros(5, dtype=np.int64), 2)
+    args = TabPFNTTTArgs(selection="pooled", lr_grid=[1e-2], step_grid=[2])
+    logs: list[str] = []
+    ctx = SimpleNamespace(args=args, seed=0, device="cpu", log=logs.append,
+                          data_args=SimpleNamespace(train_sizes=[8, 16]))
+    predictor = TTTPredictor(ctx, checkpoint, identity_inference_config())
+    predictor.select_pooled(tasks)
+    assert set(predictor.per_size) == {8, 16}
+    assert all(steps in (0, 2) for _, steps in predictor.per_size.values())
+    assert len(logs) == 2 and all("nan" not in line for line in logs)

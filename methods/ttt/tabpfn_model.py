@@ -230,6 +230,22 @@ class TTTSetting:
     val_loss: float
 
 
+def stratified_holdout(y: np.ndarray, val_fraction: float,
+                       generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, held-out rows) of a context: a random, class-stratified ``val_fraction`` held out."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    n = len(y)
+    num_val = max(1, int(round(val_fraction * n)))
+    order = torch.randperm(n, generator=generator).numpy()
+    rank = np.empty(n)  # stratified hold-out: interleave each class's rows, take the last num_val
+    for c in np.unique(y):
+        members = order[y[order] == c]
+        rank[members] = (np.arange(len(members)) + 0.5) / len(members)
+    held = np.argsort(rank, kind="stable")
+    return np.sort(held[: n - num_val]), np.sort(held[n - num_val:])
+
+
 def select_ttt_setting(path: str | Path, x: np.ndarray, y: np.ndarray, num_classes: int, lr_grid: list[float],
                        step_grid: list[int], query_fraction: float, splits_per_step: int, val_fraction: float,
                        generator: torch.Generator, device: str = "cpu") -> TTTSetting:
@@ -244,14 +260,8 @@ def select_ttt_setting(path: str | Path, x: np.ndarray, y: np.ndarray, num_class
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
     n = len(y)
-    num_val = max(1, int(round(val_fraction * n)))
-    order = torch.randperm(n, generator=generator).numpy()
-    rank = np.empty(n)  # stratified hold-out: interleave each class's rows, take the last num_val
-    for c in np.unique(y):
-        members = order[y[order] == c]
-        rank[members] = (np.arange(len(members)) + 0.5) / len(members)
-    held = np.argsort(rank, kind="stable")
-    fit_idx, val_idx = np.sort(held[: n - num_val]), np.sort(held[n - num_val:])
+    fit_idx, val_idx = stratified_holdout(y, val_fraction, generator)
+    num_val = len(val_idx)
     x_fit, y_fit, x_val, y_val = x[fit_idx], y[fit_idx], x[val_idx], y[val_idx]
     checkpoints = sorted(set(step_grid) | {0})
 
@@ -280,17 +290,22 @@ def select_ttt_setting(path: str | Path, x: np.ndarray, y: np.ndarray, num_class
 
 def select_ttt_on_tasks(path: str | Path, tasks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
                         lr_grid: list[float], step_grid: list[int], query_fraction: float, splits_per_step: int,
-                        generator: torch.Generator, device: str = "cpu") -> TTTSetting:
-    """One TTT setting for a context size, chosen on held-out *generated* tasks (never the benchmark's).
+                        generator: torch.Generator, device: str = "cpu",
+                        num_classes_per_task: list[int] | None = None) -> TTTSetting:
+    """One TTT setting for a context size, chosen on held-out rows of several tasks (never test rows).
 
-    Each task is (context x, context y, held-out x, held-out y); every (lr, steps) setting, 0 steps
-    included, is scored by the held-out log-loss averaged over the tasks; ties go to fewer steps.
+    Each task is (context x, context y, held-out x, held-out y): held-out *generated* tasks
+    (``selection: generated``) or the held-out share of every benchmark table's context
+    (``selection: pooled``). Every (lr, steps) setting, 0 steps included, is scored by the held-out
+    log-loss averaged over the tasks; ties go to fewer steps. ``num_classes_per_task`` defaults to the
+    largest label seen + 1.
     """
     checkpoints = sorted(set(step_grid) | {0})
     base = load_model(path).to(device)
     totals: dict[tuple[float, int], float] = {}
-    for x, y, x_val, y_val in tasks:
-        num_classes = int(max(y.max(), y_val.max())) + 1
+    for i, (x, y, x_val, y_val) in enumerate(tasks):
+        num_classes = (num_classes_per_task[i] if num_classes_per_task is not None
+                       else int(max(y.max(), y_val.max())) + 1)
 
         def held_out_loss(model: torch.nn.Module, x=x, y=y, x_val=x_val, y_val=y_val, c=num_classes) -> float:
             proba = forward_proba(model, x, y, x_val, c)

@@ -34,6 +34,7 @@ from methods.ttt.tabpfn_model import (
     save_checkpoint,
     select_ttt_on_tasks,
     select_ttt_setting,
+    stratified_holdout,
     ttt_proba,
 )
 
@@ -67,8 +68,10 @@ class TabPFNArgs:
 class TabPFNTTTArgs(TabPFNArgs):
     # Per prompt, (learning rate, steps) is chosen on a held-out share of the context (never the test
     # rows) from lr_grid x step_grid plus "no TTT"; select: false uses ttt_steps / ttt_lr as given.
-    # selection: "context" (per prompt) or "generated" (once per context size, on held-out generated
-    # make_classification tasks drawn from the data seed; never a benchmark table).
+    # selection: "context" (per prompt), "pooled" (once per context size: the held-out share of every
+    # benchmark table's context, log-losses averaged over the tables; 4x the held-out rows of "context")
+    # or "generated" (once per context size, on held-out generated make_classification tasks drawn from
+    # the data seed; never a benchmark table).
     select: bool = True
     selection: str = "context"
     generated_tasks: int = 3
@@ -126,8 +129,8 @@ class TTTPredictor:
         self.generator = torch.Generator().manual_seed(ctx.seed)
         self.selected: list[tuple[float, int]] = []
         self.per_size: dict[int, tuple[float, int]] = {}
-        if self.args.select and self.args.selection not in ("context", "generated"):
-            raise ValueError(f"selection must be 'context' or 'generated', got '{self.args.selection}'")
+        if self.args.select and self.args.selection not in ("context", "pooled", "generated"):
+            raise ValueError(f"selection must be 'context', 'pooled' or 'generated', got '{self.args.selection}'")
         if self.args.select and self.args.selection == "generated":
             self.per_size = self.select_on_generated_tasks()
 
@@ -155,10 +158,31 @@ class TTTPredictor:
         self.ctx.log(f"TTT setting chosen on generated tasks per n: {chosen}")
         return chosen
 
+    def select_pooled(self, tasks: dict[str, TabularTask]) -> None:
+        """Per training size, one (lr, steps) chosen on the held-out share of every table's context.
+
+        Only the n context rows of each table are used (split into fit / held-out as in per-prompt
+        selection); the held-out log-loss is averaged over the tables, so the choice rests on ~4x the
+        held-out rows of a single prompt. Test rows are never seen.
+        """
+        args = self.args
+        for n in self.ctx.data_args.train_sizes:
+            held_out, classes = [], []
+            for task in tasks.values():
+                x, y = task.prefix(n)
+                fit, val = stratified_holdout(y, args.val_fraction, self.generator)
+                held_out.append((x[fit], y[fit], x[val], y[val]))
+                classes.append(task.num_classes)
+            setting = select_ttt_on_tasks(self.path, held_out, args.lr_grid, args.step_grid, args.query_fraction,
+                                          args.splits_per_step, self.generator, str(self.ctx.device), classes)
+            self.per_size[n] = (setting.lr, setting.steps)
+            self.ctx.log(f"n={n}: pooled selection chose lr {setting.lr:g}, {setting.steps} steps "
+                         f"(held-out log-loss {setting.val_loss:.4f})")
+
     def __call__(self, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, num_classes: int) -> np.ndarray:
         args, device = self.args, str(self.ctx.device)
         lr, steps = args.ttt_lr, args.ttt_steps
-        if args.select and args.selection == "generated":
+        if args.select and args.selection in ("generated", "pooled"):
             lr, steps = self.per_size[len(y)]
         elif args.select:
             setting = select_ttt_setting(self.path, x, y, num_classes, args.lr_grid, args.step_grid,
@@ -296,6 +320,8 @@ def record_ttt_effect(ctx: RunContext, ttt: dict[str, dict[int, dict]],
 def run_tabular(ctx: RunContext) -> None:
     tasks: dict[str, TabularTask] = ctx.load_data()
     predict = predictor_for(ctx)
+    if isinstance(predict, TTTPredictor) and predict.args.select and predict.args.selection == "pooled":
+        predict.select_pooled(tasks)
     scores = curves(ctx, tasks, predict)
     record_curves(ctx, scores)
     headline = ctx.data_args.headline_size
