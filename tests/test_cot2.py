@@ -149,6 +149,30 @@ def test_fused_training_follows_the_autograd_training_path():
         assert torch.allclose(pa, pb, atol=1e-4)
 
 
+def test_compiled_training_follows_the_eager_fused_path_and_a_short_batch_runs_eagerly():
+    split = mnns.load(SMALL_MNNS, seed=0)["train"]
+    assert len(split) % 16, "the split must end in a short batch for this test"
+    models, steps = [], []
+    for compile_step in (False, True):
+        torch.manual_seed(0)
+        model = build_gpt2(split.vocab_size, 7, 16, 1, 2)
+        opt = train_epochs(model, "csft", split, epochs=2, batch_size=16, lr=1e-3, weight_decay=0.01,
+                           generator=torch.Generator().manual_seed(0), compile_step=compile_step)
+        models.append(model)
+        steps.append(opt.steps)
+    assert steps[0] == steps[1]
+    for pa, pb in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-5)
+
+
+def test_compiling_needs_the_fused_step():
+    split = mnns.load(SMALL_MNNS, seed=0)["train"]
+    model = build_gpt2(split.vocab_size, 7, 16, 1, 2)
+    with pytest.raises(ValueError, match="compile_step needs the fused step"):
+        train_epochs(model, "csft", split, epochs=1, batch_size=16, lr=1e-3, weight_decay=0.01,
+                     generator=torch.Generator().manual_seed(0), use_fused=False, compile_step=True)
+
+
 def test_cached_decoding_equals_recomputing_the_prefix():
     torch.manual_seed(0)
     model = build_gpt2(vocab_size=15, n_positions=8, d_model=16, n_layers=2, n_heads=2).eval()

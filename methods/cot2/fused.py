@@ -18,6 +18,10 @@ which is CE summed over steps for discrete SFT, sum_t KL(alpha*_t || p_t) + CE(a
 (``c`` = the targets' entropy, no gradient) and CE on the answer for no-CoT; its gradient at the
 logits is (softmax - Y) / B because every row of Y sums to 1.
 Dropout is not supported here (the autograd path in ``methods.cot2.sft`` handles dropout > 0).
+
+``compile=True`` hands the same function to ``torch.compile`` (one graph, no breaks): inductor fuses the
+step's elementwise kernels, which at these sizes are most of its cost, at a one-off compile of ~10 CPU-s.
+Results then agree with the eager step to float rounding, not bit for bit, so it is off by default.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def supports(model) -> bool:
 class FusedSFTStep:
     """Loss, gradients (into ``opt.grad``) and the AdamW update for one minibatch of mixtures."""
 
-    def __init__(self, model, opt: FlatAdamW) -> None:
+    def __init__(self, model, opt: FlatAdamW, compile: bool = False) -> None:
         if not supports(model):
             raise ValueError("the fused SFT step has no dropout; use methods.cot2.sft.supervised_loss")
         if any(p.grad is None for p in opt.params):
@@ -62,6 +66,8 @@ class FusedSFTStep:
         self.hd = self.d // self.H
         self.scale = self.hd ** -0.5
         self._mask: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._core = torch.compile(self._loss_and_grad, dynamic=False) if compile else self._loss_and_grad
+        self.compiled_batch: int | None = None  # compiled steps take one batch size; others run eagerly
 
     def _causal(self, T: int, device: torch.device) -> torch.Tensor:
         if (T, device) not in self._mask:
@@ -74,9 +80,21 @@ class FusedSFTStep:
         self.opt.step()
         return loss
 
-    @torch.no_grad()
     def loss_and_grad(self, X: torch.Tensor, Y: torch.Tensor,
                       constant: float | torch.Tensor = 0.0) -> torch.Tensor:
+        """The loss; every parameter gradient written into the optimiser's flat buffer."""
+        mask = self._causal(X.shape[1], X.device)  # built outside a compiled graph (no recompiles)
+        if self._core is self._loss_and_grad:
+            return self._core(X, Y, constant, mask)
+        if self.compiled_batch is None:
+            self.compiled_batch = X.shape[0]
+        if X.shape[0] != self.compiled_batch:  # an epoch's short last batch: not worth a second compile
+            return self._loss_and_grad(X, Y, constant, mask)
+        return self._core(X, Y, constant, mask)
+
+    @torch.no_grad()
+    def _loss_and_grad(self, X: torch.Tensor, Y: torch.Tensor, constant: float | torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
         tr = self.model.transformer
         B, T, V = X.shape
         L = Y.shape[1]
@@ -92,7 +110,7 @@ class FusedSFTStep:
             a1, m1, r1 = _native_ln(h, (d,), blk.ln_1.weight, blk.ln_1.bias, eps)
             qkv = torch.addmm(blk.attn.c_attn.bias, a1, blk.attn.c_attn.weight)
             q, k, v = qkv.view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4).reshape(3, BH, T, hd).unbind(0)
-            p = torch.baddbmm(self._causal(T, X.device), q, k.transpose(1, 2), alpha=self.scale).softmax(-1)
+            p = torch.baddbmm(mask, q, k.transpose(1, 2), alpha=self.scale).softmax(-1)
             o = torch.bmm(p, v).view(B, H, T, hd).transpose(1, 2).reshape(BT, d)
             h_mid = torch.addmm(blk.attn.c_proj.bias, o, blk.attn.c_proj.weight).add_(h)
             a2, m2, r2 = _native_ln(h_mid, (d,), blk.ln_2.weight, blk.ln_2.bias, eps)

@@ -62,11 +62,13 @@ def supervised_loss(model, kind: str, prompt: torch.Tensor, answer: torch.Tensor
 
 def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_size: int, lr: float,
                  weight_decay: float, generator: torch.Generator, targets: torch.Tensor | None = None,
-                 on_epoch: Callable[[int, float], None] | None = None, use_fused: bool = True) -> FlatAdamW:
+                 on_epoch: Callable[[int, float], None] | None = None, use_fused: bool = True,
+                 compile_step: bool = False) -> FlatAdamW:
     """Shuffled minibatch epochs with AdamW at a constant learning rate (as the official code).
 
     Without dropout a step is ``fused.FusedSFTStep`` (hand-derived backward, same maths as
     ``supervised_loss``); with dropout (or ``use_fused=False``) it is ``supervised_loss`` + autograd.
+    ``compile_step`` compiles the fused step (``fused.FusedSFTStep``); it needs the fused path.
     """
     if kind not in SUPERVISIONS:
         raise ValueError(f"unknown supervision '{kind}'; known: {', '.join(SUPERVISIONS)}")
@@ -77,7 +79,9 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
     targets = split.step_targets if targets is None else targets
     entropy = -(targets * targets.clamp_min(1e-12).log()).sum(-1).sum(1)
     n = len(split)
-    step = fused.FusedSFTStep(model, opt) if use_fused and fused.supports(model) else None
+    step = fused.FusedSFTStep(model, opt, compile_step) if use_fused and fused.supports(model) else None
+    if compile_step and step is None:
+        raise ValueError("compile_step needs the fused step: dropout 0 and use_fused=True")
     if step is not None:  # input mixtures / output targets of the whole split, built once
         X_all, Y_all = fused.sft_mixtures(kind, split.prompt, split.answer, split.trace, targets,
                                           split.vocab_size)
