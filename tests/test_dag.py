@@ -48,6 +48,10 @@ def test_dag_builds_the_leaderboard_and_a_rerun_does_nothing(workdir):
     assert set(claims["scale"]) == {"tiny"}
     for run in (workdir / "results" / "runs" / "tiny" / "mqar" / "cat").glob("*/seed*"):
         assert {"metrics.parquet", "manifest.json", "samples.jsonl"} <= {p.name for p in run.iterdir()}
+    run = next((workdir / "results" / "runs" / "tiny" / "mqar" / "cat").glob("cat_1l*/seed1"))
+    again = subprocess.run([sys.executable, "-m", "methods.core.reproduce", str(run)], cwd=workdir,
+                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert again.returncode == 0 and "1 of 1 runs reproduced exactly" in again.stdout, again.stdout + again.stderr
     second = snakemake(workdir, "--configfile", "tiny.yaml")
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
