@@ -72,6 +72,7 @@ class Federation:
         self.setup.check_arms()
         self.trained: dict[str, tuple[dict[str, torch.Tensor], int, int]] = {}  # arm -> state, bits, rounds
         nodes = partition_map(grid, len(self.setup.data.tasks[0].partitions))
+        self.partition_of = {node: partition for partition, node in nodes.items()}
         if len(nodes) < self.cfg.clients_per_round:
             raise ValueError(f"{self.cfg.clients_per_round} clients per round but only {len(nodes)} nodes")
         for arm in self.setup.arm_order():
@@ -95,10 +96,12 @@ class Federation:
         return out
 
     def _send(self, grid: Grid, messages: list[Message]) -> tuple[list[Message], int]:
-        """Send, receive (ordered by node id), and the bits moved both ways."""
+        """Send, receive, and the bits moved both ways. Replies come back ordered by partition id: node ids
+        are drawn afresh in every simulation, and FedAvg's float sums must not depend on them (ordering by
+        node id made the full and LoRA arms differ from run to run)."""
         sent = sum(m.content["arrays"].count_bytes() for m in messages) * 8
         replies = sorted(grid.send_and_receive(messages, timeout=self.cfg.timeout_s),
-                         key=lambda r: r.metadata.src_node_id)
+                         key=lambda r: self.partition_of[r.metadata.src_node_id])
         if len(replies) != len(messages):
             raise RuntimeError(f"{len(messages) - len(replies)} of {len(messages)} clients did not reply")
         for reply in replies:
