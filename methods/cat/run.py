@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from methods.core.api import Family, Method, Metric, RunContext
 from methods.core.devices import autocast
-from methods.core.training import TrainConfig, predict_tokens, train
+from methods.core.training import TrainConfig, predict_tokens, record_token_samples, train
 from methods.nn import LMConfig, TinyLM
 
 
@@ -145,12 +145,7 @@ def run(ctx: RunContext, curve_splits: tuple[str, ...] | None = None, record=rec
           log=ctx.log, on_log=(lambda step: evaluate(step, curves)) if args.eval_every else None)
     evaluate(None, list(data))
     record(ctx, model)
-    test = data["test"]
-    if getattr(test, "scored_by", "predictions") != "nll":
-        preds = predict_tokens(model, test.inputs[:8], ctx.device, ctx.dtype)
-        for i in range(preds.shape[0]):
-            mask = test.labels[i] != -100
-            ctx.sample(index=i, target=test.labels[i][mask].tolist(), prediction=preds[i][mask].tolist())
+    record_token_samples(ctx, model, data["test"])
 
 
 FAMILIES = {

@@ -82,3 +82,14 @@ def predict_tokens(model: nn.Module, inputs: torch.Tensor, device: torch.device,
             logits = model(inputs[start : start + batch_size].to(device))
         out.append(logits.argmax(-1).cpu())
     return torch.cat(out)
+
+
+def record_token_samples(ctx, model: nn.Module, split, n: int = 8) -> None:
+    """The first ``n`` examples' targets and greedy predictions at their labelled positions, as samples
+    (``samples.jsonl``), for splits scored on predictions (not on NLL)."""
+    if getattr(split, "scored_by", "predictions") == "nll":
+        return
+    preds = predict_tokens(model, split.inputs[:n], ctx.device, ctx.dtype)
+    for i in range(preds.shape[0]):
+        mask = split.labels[i] != -100
+        ctx.sample(index=i, target=split.labels[i][mask].tolist(), prediction=preds[i][mask].tolist())

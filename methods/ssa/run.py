@@ -9,7 +9,7 @@ import torch
 
 from methods.cat.run import AttentionArgs, evaluate_split, prepare
 from methods.core.api import Family, Method, Metric, RunContext
-from methods.core.training import TrainConfig, predict_tokens
+from methods.core.training import TrainConfig, record_token_samples
 from methods.nn import TinyLM
 from methods.ssa.training import steps_to_target, train_with_temperatures
 
@@ -153,12 +153,7 @@ def run_sequence(ctx: RunContext) -> None:
         # Not reaching the target within the run is recorded as the run's length (a lower bound).
         ctx.record("steps_to_target", args.steps if reached != reached else reached, split="val")
         ctx.record("reached_target", float(reached == reached), split="val")
-    test = data["test"]
-    if getattr(test, "scored_by", "predictions") != "nll":
-        preds = predict_tokens(model, test.inputs[:8], ctx.device, ctx.dtype)
-        for i in range(preds.shape[0]):
-            mask = test.labels[i] != -100
-            ctx.sample(index=i, target=test.labels[i][mask].tolist(), prediction=preds[i][mask].tolist())
+    record_token_samples(ctx, model, data["test"])
 
 
 def run(ctx: RunContext) -> None:
