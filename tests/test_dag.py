@@ -31,9 +31,13 @@ def workdir(tmp_path, tiny_config):
     return tmp_path
 
 
+def job_env() -> dict[str, str]:
+    """One torch thread per job, and this venv's ``python`` first on PATH (the jobs' shell command)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
 def snakemake(workdir, *args, **kw):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, env=env, capture_output=True,
+    return subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, env=job_env(), capture_output=True,
                           text=True, timeout=600, **kw)
 
 
@@ -50,7 +54,7 @@ def test_dag_builds_the_leaderboard_and_a_rerun_does_nothing(workdir):
         assert {"metrics.parquet", "manifest.json", "samples.jsonl"} <= {p.name for p in run.iterdir()}
     run = next((workdir / "results" / "runs" / "tiny" / "mqar" / "cat").glob("cat_1l*/seed1"))
     again = subprocess.run([sys.executable, "-m", "methods.core.reproduce", str(run)], cwd=workdir,
-                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           capture_output=True, text=True, env=job_env())
     assert again.returncode == 0 and "1 of 1 runs reproduced exactly" in again.stdout, again.stdout + again.stderr
     second = snakemake(workdir, "--configfile", "tiny.yaml")
     assert second.returncode == 0
@@ -76,8 +80,7 @@ def test_a_killed_run_reruns_to_a_complete_valid_table(workdir, tiny_config):
     # the machine is; the rerun uses the normal tiny config and must rebuild everything cleanly.
     tiny_config["methods"]["cat"]["benchmarks"]["mqar"]["args"]["steps"] = 10**6
     (workdir / "endless.yaml").write_text(yaml.safe_dump(tiny_config))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", "endless.yaml"], cwd=workdir, env=env,
+    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", "endless.yaml"], cwd=workdir, env=job_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     logs = workdir / "results" / "logs" / "tiny"
     deadline = time.time() + 300

@@ -47,9 +47,8 @@ def compare(stored: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
     return both[~same | (both["_merge"] != "both")].drop(columns="_merge")
 
 
-def rerun(run_dir: Path, scratch: Path) -> pd.DataFrame:
-    """Run the job of ``run_dir`` again into ``scratch`` and return its metric rows."""
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+def rerun(run_dir: Path, manifest: dict, scratch: Path) -> pd.DataFrame:
+    """Run the job of ``run_dir`` (its ``manifest``) again into ``scratch`` and return its metric rows."""
     spec = JobSpec(**manifest["job"])
     spec.out = str(scratch / "run")
     if spec.kind == "stage":
@@ -72,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     head, differing = git_sha(), 0
     for run_dir in args.runs:
-        stored_sha = json.loads((run_dir / "manifest.json").read_text()).get("git_sha")
-        if stored_sha != head:
-            print(f"note: {run_dir} was made at commit {stored_sha}, the code here is {head}")
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        if manifest.get("git_sha") != head:
+            print(f"note: {run_dir} was made at commit {manifest.get('git_sha')}, the code here is {head}")
         with tempfile.TemporaryDirectory(prefix="octobench-reproduce-") as tmp:
-            diff = compare(METRIC_ROWS.read(run_dir / "metrics.parquet"), rerun(run_dir, Path(tmp)))
+            diff = compare(METRIC_ROWS.read(run_dir / "metrics.parquet"), rerun(run_dir, manifest, Path(tmp)))
         if diff.empty:
             print(f"identical: {run_dir}")
         else:

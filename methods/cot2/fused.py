@@ -66,7 +66,7 @@ class FusedSFTStep:
         self.hd = self.d // self.H
         self.scale = self.hd ** -0.5
         self._mask: dict[tuple[int, torch.device], torch.Tensor] = {}
-        self._core = torch.compile(self._loss_and_grad, dynamic=False) if compile else self._loss_and_grad
+        self._compiled = torch.compile(self._loss_and_grad, dynamic=False) if compile else None
         self.compiled_batch: int | None = None  # compiled steps take one batch size; others run eagerly
 
     def _causal(self, T: int, device: torch.device) -> torch.Tensor:
@@ -84,13 +84,11 @@ class FusedSFTStep:
                       constant: float | torch.Tensor = 0.0) -> torch.Tensor:
         """The loss; every parameter gradient written into the optimiser's flat buffer."""
         mask = self._causal(X.shape[1], X.device)  # built outside a compiled graph (no recompiles)
-        if self._core is self._loss_and_grad:
-            return self._core(X, Y, constant, mask)
-        if self.compiled_batch is None:
-            self.compiled_batch = X.shape[0]
-        if X.shape[0] != self.compiled_batch:  # an epoch's short last batch: not worth a second compile
-            return self._loss_and_grad(X, Y, constant, mask)
-        return self._core(X, Y, constant, mask)
+        if self._compiled is not None:
+            self.compiled_batch = self.compiled_batch or X.shape[0]
+            if X.shape[0] == self.compiled_batch:  # an epoch's short last batch runs eagerly: no 2nd compile
+                return self._compiled(X, Y, constant, mask)
+        return self._loss_and_grad(X, Y, constant, mask)
 
     @torch.no_grad()
     def _loss_and_grad(self, X: torch.Tensor, Y: torch.Tensor, constant: float | torch.Tensor,
