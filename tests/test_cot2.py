@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -72,6 +73,20 @@ def test_graph_tasks_trace_walks_the_frontier_and_data_is_fixed_by_seed(task):
         assert ((split.prompt[:, -2:] == split.answer[:, None]).sum(1) == 1).all()
     else:
         assert set(split.answer.tolist()) == {prosqa.SPECIALS.index("<YES>"), prosqa.SPECIALS.index("<NO>")}
+
+
+def test_edge_token_layout_writes_the_same_graphs_one_token_per_edge():
+    pairs = prosqa.load(SMALL_GRAPH, seed=3)["train"]
+    edges = prosqa.load(dataclasses.replace(SMALL_GRAPH, edge_tokens=True), seed=3)["train"]
+    assert torch.equal(pairs.answer, edges.answer) and torch.equal(pairs.trace, edges.trace)
+    assert torch.equal(pairs.prompt[:, -4:], edges.prompt[:, -4:])  # the same question
+    offset, n = len(prosqa.SPECIALS), SMALL_GRAPH.num_node_tokens
+    assert edges.vocab_size == offset + n + n * n
+    for i in range(5):
+        body = [t for t in pairs.prompt[i, :-4].tolist() if t > prosqa.SPECIALS.index("<BOS>")]
+        as_pairs = list(zip(body[::2], body[1::2], strict=True))
+        ids = [t - offset - n for t in edges.prompt[i, :-4].tolist() if t >= offset + n]
+        assert [(offset + e // n, offset + e % n) for e in ids] == as_pairs
 
 
 def test_graph_task_rejects_a_vocabulary_too_small_for_the_trees():
