@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from methods.rl import (
     GRPOLearner,
     LossConfig,
     TorchSampler,
+    build_sampler,
     group_advantages,
     policy_loss,
     rollout,
@@ -152,3 +155,46 @@ def test_grpo_learner_raises_reward_on_a_one_token_bandit():
         first = r.mean().item() if first is None else first
         stats = learner.update(g, r)
     assert first < 0.5 and stats["reward"] > 0.9
+
+
+class _FakeVLLM:
+    """Stands in for the ``vllm`` module: records the requests, answers with fixed completions (no GPU)."""
+
+    def __init__(self, completions: list[list[int]]) -> None:
+        self.completions, self.requests = completions, []
+        fake = self
+
+        class SamplingParams:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+
+        class LLM:
+            def __init__(self, model: str, **kwargs):
+                self.model, self.kwargs = model, kwargs
+
+            def generate(self, prompts, params, use_tqdm=True):
+                fake.requests.append((prompts, [p.kwargs for p in params]))
+                out = []
+                for c in fake.completions:
+                    completion = type("Completion", (), {"token_ids": c})()
+                    out.append(type("RequestOutput", (), {"outputs": [completion]})())
+                return out
+
+        self.SamplingParams, self.LLM = SamplingParams, LLM
+
+
+def test_vllm_sampler_sends_per_row_budgets_and_relays_completions_right_padded(monkeypatch):
+    """The adapter's own logic (requests, seeds, layout); vLLM itself runs only on a GPU box."""
+    fake = _FakeVLLM([[7, 8, 2], [9]])
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    sampler = build_sampler("vllm", model_path="/models/tiny", pad_id=0, eos_id=2, gpu_memory_utilization=0.3)
+    assert sampler.llm.model == "/models/tiny" and sampler.llm.kwargs == {"gpu_memory_utilization": 0.3}
+    prompts = [torch.tensor([5, 6]), torch.tensor([4, 5, 6])]
+    gen = sampler.sample(prompts, torch.tensor([3, 1]), temperature=0.7, generator=torch.Generator().manual_seed(0))
+    sent, params = fake.requests[0]
+    assert sent == [{"prompt_token_ids": [5, 6]}, {"prompt_token_ids": [4, 5, 6]}]
+    assert [p["max_tokens"] for p in params] == [3, 1]
+    assert all(p["temperature"] == 0.7 and p["stop_token_ids"] == [2] for p in params)
+    assert params[0]["seed"] != params[1]["seed"]  # rows of a group must not share a random stream
+    assert gen.tokens.tolist() == [[5, 6, 7, 8, 2], [4, 5, 6, 9, 0]]
+    assert gen.prompt_lengths.tolist() == [2, 3] and gen.completion_lengths.tolist() == [3, 1]
