@@ -198,3 +198,26 @@ def test_vllm_sampler_sends_per_row_budgets_and_relays_completions_right_padded(
     assert params[0]["seed"] != params[1]["seed"]  # rows of a group must not share a random stream
     assert gen.tokens.tolist() == [[5, 6, 7, 8, 2], [4, 5, 6, 9, 0]]
     assert gen.prompt_lengths.tolist() == [2, 3] and gen.completion_lengths.tolist() == [3, 1]
+
+
+def test_vllm_sampler_pushes_weights_through_the_v1_or_v0_worker_layout(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", _FakeVLLM([]))
+    policy = torch.nn.Linear(2, 2)
+    for wrapped in (True, False):
+        received = {}
+        runner = type("Runner", (), {})()
+        runner.model = type("Model", (), {"load_weights": lambda self, items, got=received: got.update(items)})()
+        driver = type("Driver", (), {})()
+        if wrapped:  # V1: the worker is wrapped
+            driver.worker = type("Worker", (), {})()
+            driver.worker.model_runner = runner
+        else:
+            driver.model_runner = runner
+        sampler = build_sampler("vllm", model_path="/models/tiny", pad_id=0)
+        sampler.llm.llm_engine = type("Engine", (), {})()
+        sampler.llm.llm_engine.model_executor = type("Executor", (), {"driver_worker": driver})()
+        sampler.sync_weights(policy)
+        assert set(received) == {"weight", "bias"} and torch.equal(received["weight"], policy.weight)
+    sampler.llm.llm_engine.model_executor.driver_worker = object()
+    with pytest.raises(RuntimeError, match="VLLM_ENABLE_V1_MULTIPROCESSING"):
+        sampler.sync_weights(policy)

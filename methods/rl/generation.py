@@ -11,6 +11,7 @@ All return a right-padded ``Generation``: row = prompt + completion, so the loss
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -163,16 +164,29 @@ class VLLMSampler:
         except ImportError as err:  # pragma: no cover - exercised only without vllm
             raise ImportError("VLLMSampler needs the 'gpu' extra (pip install vllm); "
                               "use TorchSampler or HFGenerateSampler on CPU") from err
+        # the engine in this process, so ``sync_weights`` can reach its model (V1 starts a subprocess otherwise)
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.llm = LLM(model=model_path, **llm_kwargs)
         self.pad_id, self.eos_id = pad_id, eos_id
 
-    def sync_weights(self, model: torch.nn.Module) -> None:  # pragma: no cover - GPU only
-        engine = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        engine.load_weights(model.state_dict().items())
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Load the policy's weights into the in-process engine's model (colocated rollouts, as TRL's).
+
+        vLLM's V1 engine wraps the worker (``driver_worker.worker.model_runner``), the V0 engine does not
+        (``driver_worker.model_runner``); V1 needs ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` so the engine lives in
+        this process. Neither path is a public API: a vLLM that has neither fails here with a clear message.
+        """
+        driver = self.llm.llm_engine.model_executor.driver_worker
+        runner = getattr(getattr(driver, "worker", None), "model_runner", None) or getattr(driver, "model_runner",
+                                                                                           None)
+        if runner is None:
+            raise RuntimeError("cannot reach the vLLM engine's model to push weights (neither "
+                               "driver_worker.worker.model_runner nor driver_worker.model_runner exists); "
+                               "set VLLM_ENABLE_V1_MULTIPROCESSING=0 or use a vLLM this code knows")
+        runner.model.load_weights(model.state_dict().items())
 
     def sample(self, prompts: Sequence[torch.Tensor], max_new_tokens: int | torch.Tensor, *,
-               temperature: float = 1.0, generator: torch.Generator | None = None
-               ) -> Generation:  # pragma: no cover - GPU only
+               temperature: float = 1.0, generator: torch.Generator | None = None) -> Generation:
         from vllm import SamplingParams
 
         n = len(prompts)
