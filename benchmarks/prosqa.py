@@ -69,12 +69,18 @@ def _tree(args: GraphArgs, rng: np.random.Generator) -> tuple[list[list[int]], l
     return levels, parent
 
 
+def edge_token(parent: int, child: int, num_nodes: int) -> int:
+    """The token of edge parent -> child (both node tokens) in the ``edge_tokens`` layout: after the nodes."""
+    offset = len(SPECIALS)
+    return offset + num_nodes + (parent - offset) * num_nodes + (child - offset)
+
+
 def build_graphs(args: GraphArgs, n: int, rng: np.random.Generator, question: str) -> ReasoningSplit:
     """``question``: "choice" (ProsQA: which candidate is reachable) or "yesno" (ProntoQA: is X reachable)."""
     _check(args)
     offset, num_nodes = len(SPECIALS), args.num_node_tokens
     vocab = [*SPECIALS, *(f"N{i}" for i in range(num_nodes))]
-    if args.edge_tokens:  # E(p, c) is token offset + N + (p - offset) * N + (c - offset)
+    if args.edge_tokens:  # in the order ``edge_token`` numbers them
         vocab += [f"E{p}>{c}" for p in range(num_nodes) for c in range(num_nodes)]
     max_edges = 2 * (sum(args.max_branch**level for level in range(args.depth + 1)) - 1)
     query_len = 4 if question == "choice" else 3
@@ -92,7 +98,7 @@ def build_graphs(args: GraphArgs, n: int, rng: np.random.Generator, question: st
         edges += [(ids[size_a + p], ids[size_a + c]) for c, p in enumerate(parent_b) if p >= 0]
         edges = [edges[j] for j in rng.permutation(len(edges))]
         if args.edge_tokens:
-            flat = [offset + num_nodes + (p - offset) * num_nodes + (c - offset) for p, c in edges]
+            flat = [edge_token(p, c, num_nodes) for p, c in edges]
         else:
             flat = [t for e in edges for t in e]
         goal = int(rng.choice(levels_a[-1]))

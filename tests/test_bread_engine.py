@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -174,11 +175,7 @@ class _FakeVLLM:
 
             def generate(self, prompts, params, use_tqdm=True):
                 fake.requests.append((prompts, [p.kwargs for p in params]))
-                out = []
-                for c in fake.completions:
-                    completion = type("Completion", (), {"token_ids": c})()
-                    out.append(type("RequestOutput", (), {"outputs": [completion]})())
-                return out
+                return [SimpleNamespace(outputs=[SimpleNamespace(token_ids=c)]) for c in fake.completions]
 
         self.SamplingParams, self.LLM = SamplingParams, LLM
 
@@ -205,17 +202,12 @@ def test_vllm_sampler_pushes_weights_through_the_v1_or_v0_worker_layout(monkeypa
     policy = torch.nn.Linear(2, 2)
     for wrapped in (True, False):
         received = {}
-        runner = type("Runner", (), {})()
-        runner.model = type("Model", (), {"load_weights": lambda self, items, got=received: got.update(items)})()
-        driver = type("Driver", (), {})()
-        if wrapped:  # V1: the worker is wrapped
-            driver.worker = type("Worker", (), {})()
-            driver.worker.model_runner = runner
-        else:
-            driver.model_runner = runner
+        runner = SimpleNamespace(model=SimpleNamespace(load_weights=received.update))
+        # V1 wraps the worker, V0 does not
+        driver = SimpleNamespace(worker=SimpleNamespace(model_runner=runner)) if wrapped else \
+            SimpleNamespace(model_runner=runner)
         sampler = build_sampler("vllm", model_path="/models/tiny", pad_id=0)
-        sampler.llm.llm_engine = type("Engine", (), {})()
-        sampler.llm.llm_engine.model_executor = type("Executor", (), {"driver_worker": driver})()
+        sampler.llm.llm_engine = SimpleNamespace(model_executor=SimpleNamespace(driver_worker=driver))
         sampler.sync_weights(policy)
         assert set(received) == {"weight", "bias"} and torch.equal(received["weight"], policy.weight)
     sampler.llm.llm_engine.model_executor.driver_worker = object()

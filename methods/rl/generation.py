@@ -177,8 +177,7 @@ class VLLMSampler:
         this process. Neither path is a public API: a vLLM that has neither fails here with a clear message.
         """
         driver = self.llm.llm_engine.model_executor.driver_worker
-        runner = getattr(getattr(driver, "worker", None), "model_runner", None) or getattr(driver, "model_runner",
-                                                                                           None)
+        runner = getattr(getattr(driver, "worker", driver), "model_runner", None)  # V1 wraps, V0 does not
         if runner is None:
             raise RuntimeError("cannot reach the vLLM engine's model to push weights (neither "
                                "driver_worker.worker.model_runner nor driver_worker.model_runner exists); "
