@@ -225,3 +225,11 @@ def test_length_regularised_reward_distance_and_over_forms():
     correct, length, budget = torch.tensor([1.0, 1.0, 0.0]), torch.tensor([10, 30, 20]), torch.tensor([20.0] * 3)
     assert length_regularised_reward(correct, length, budget, 1.0).tolist() == pytest.approx([0.5, 0.5, 0.0])
     assert length_regularised_reward(correct, length, budget, 1.0, "over").tolist() == pytest.approx([1, .5, 0])
+
+
+def test_smoke_task_rejects_the_vllm_backend_with_a_clear_error():
+    from methods.tldr.run import EvalArgs, _settings
+
+    assert _settings(EvalArgs()).max_new_tokens == EvalArgs().max_new_tokens
+    with pytest.raises(ValueError, match="backend 'vllm' is for math_reasoning"):
+        _settings(EvalArgs(backend="vllm"))

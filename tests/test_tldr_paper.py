@@ -109,11 +109,23 @@ def save_tiny_qwen2(directory):
     return tokenizer
 
 
-def test_paper_profile_runs_through_the_job_code_on_a_tiny_qwen2_and_local_jsonl(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "vllm", "vllm-absent"])
+def test_paper_profile_runs_through_the_job_code_on_a_tiny_qwen2_and_local_jsonl(tmp_path, monkeypatch, capsys,
+                                                                                  backend):
     """config/paper.yaml's tldr block, with the hub ids swapped for local paths and sizes made tiny, runs
-    stage -> sft / ts / budget forcing / tldr through ``methods.core.job.run_job`` (the DAG's job code)."""
+    stage -> sft / ts / budget forcing / tldr through ``methods.core.job.run_job`` (the DAG's job code),
+    sampling with the torch sampler or through vLLM's logits-processor path (a stand-in engine here), or,
+    where vllm is not installed, with the torch sampler and a log line saying so."""
+    import sys
+
     import pandas as pd
     import yaml
+
+    fake = install_fake_vllm(monkeypatch) if backend == "vllm" else None
+    if backend == "vllm-absent":
+        monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+        monkeypatch.delitem(sys.modules, "methods.tldr.vllm_stop", raising=False)
+        backend = "vllm"
 
     from methods.core.config import resolve_jobs, validate_schema
     from methods.core.job import run_job
@@ -131,7 +143,8 @@ def test_paper_profile_runs_through_the_job_code_on_a_tiny_qwen2_and_local_jsonl
     assert block["data"]["eval_sets"] == ["math500", "amc", "aime24", "olympiadbench"]
     block["data"].update(eval_sets=[str(tmp_path / "evalset.jsonl")], train_set=str(tmp_path / "pool.jsonl"),
                          num_val=3)
-    block["args"].update(max_new_tokens=6, eval_batch_size=8)
+    assert block["args"]["backend"] == "vllm"  # the paper profile asks for vLLM (torch where it is absent)
+    block["args"].update(max_new_tokens=6, eval_batch_size=8, backend=backend)
     block["stages"]["sft_model"]["model"] = str(tmp_path / "model")
     variants = block["variants"]
     variants["ts"]["scales"] = [1.0, 2.0]
@@ -161,3 +174,139 @@ def test_paper_profile_runs_through_the_job_code_on_a_tiny_qwen2_and_local_jsonl
         <= found["ts"] & found["budget_forcing_wait"]
     assert {("length_error", "test_short"), ("levels_ordered", "test"), ("mean_tokens", "test_evalset_long"),
             ("reward", "train")} <= found["tldr"]
+    fell_back = "vllm is not installed: sampling uses the torch sampler" in capsys.readouterr().err
+    assert fell_back == (backend == "vllm" and fake is None)
+    if fake is not None:  # every job sampled through the engine; RL pushed its weights after each update
+        assert len(fake.engines) == len(jobs) and all(e.requests for e in fake.engines)
+        assert [e.synced for e in fake.engines if e.synced] == [1]
+        assert any(EXTRA_KEY in (p.extra_args or {}) for e in fake.engines for p in e.requests)
+
+
+# --- vLLM's side of the stop controls, against a stand-in engine (vLLM runs on GPU boxes only) ---
+
+from methods.tldr.generation import SpecialTokens, control_logits  # noqa: E402
+
+
+class _FakeVLLM:
+    """Stands in for ``vllm``: an ``LLM`` that decodes one request at a time with a transformers model and
+    applies the loaded logits processors the way vLLM's ``AdapterLogitsProcessor`` contract says (one
+    per-request callable from ``new_req_logits_processor``, called with the tokens so far and the row)."""
+
+    def __init__(self, keep_stop_token: bool) -> None:
+        from types import ModuleType, SimpleNamespace
+
+        from transformers import AutoModelForCausalLM
+
+        fake, self.engines = self, []
+        self.modules = {name: ModuleType(name) for name in
+                        ("vllm", "vllm.v1", "vllm.v1.sample", "vllm.v1.sample.logits_processor")}
+
+        class AdapterLogitsProcessor:
+            def __init__(self, vllm_config, device, is_pin_memory) -> None:
+                self.device = device
+
+        class SamplingParams:
+            def __init__(self, temperature=1.0, max_tokens=16, seed=None, stop_token_ids=None, extra_args=None):
+                self.temperature, self.max_tokens, self.seed = temperature, max_tokens, seed
+                self.stop_token_ids, self.extra_args = stop_token_ids or [], extra_args
+
+        class LLM:
+            def __init__(self, model: str, logits_processors=(), **kwargs) -> None:
+                self.hf = AutoModelForCausalLM.from_pretrained(model).eval()
+                self.kwargs, self.requests, self.synced = kwargs, [], 0
+                self.processors = [cls(None, torch.device("cpu"), False) for cls in logits_processors]
+                runner = SimpleNamespace(model=SimpleNamespace(load_weights=self._load_weights))
+                worker = SimpleNamespace(worker=SimpleNamespace(model_runner=runner))
+                self.llm_engine = SimpleNamespace(model_executor=SimpleNamespace(driver_worker=worker))
+                fake.engines.append(self)
+
+            def _load_weights(self, items) -> None:
+                self.hf.load_state_dict({k: v.detach().cpu().float() for k, v in items})
+                self.synced += 1
+
+            @torch.no_grad()
+            def generate(self, prompts, params, use_tqdm=True):
+                outs = []
+                for prompt, p in zip(prompts, params, strict=True):
+                    self.requests.append(p)
+                    for proc in self.processors:
+                        type(proc).validate_params(p)
+                    rows = [r for r in (proc.new_req_logits_processor(p) for proc in self.processors) if r]
+                    gen, out = torch.Generator().manual_seed(p.seed), []
+                    for _ in range(p.max_tokens):
+                        logits = self.hf(input_ids=torch.tensor([prompt["prompt_token_ids"] + out])).logits[0, -1]
+                        for row in rows:
+                            logits = row(out, logits)
+                        token = int(torch.multinomial(torch.softmax(logits / p.temperature, -1), 1, generator=gen))
+                        if token in p.stop_token_ids:
+                            out += [token] if keep_stop_token else []
+                            break
+                        out.append(token)
+                    outs.append(SimpleNamespace(outputs=[SimpleNamespace(token_ids=out)]))
+                return outs
+
+        self.modules["vllm"].LLM, self.modules["vllm"].SamplingParams = LLM, SamplingParams
+        self.modules["vllm.v1.sample.logits_processor"].AdapterLogitsProcessor = AdapterLogitsProcessor
+
+
+def install_fake_vllm(monkeypatch, keep_stop_token: bool = True) -> _FakeVLLM:
+    import sys
+
+    fake = _FakeVLLM(keep_stop_token)
+    for name, module in fake.modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delitem(sys.modules, "methods.tldr.vllm_stop", raising=False)  # re-import against the fake
+    return fake
+
+
+EXTRA_KEY = "tldr_stop_control"  # methods.tldr.vllm_stop.EXTRA_KEY (that module needs vllm to import)
+
+
+@pytest.mark.parametrize("control", [StopControl(ts_scale=2.0), StopControl(ts_scale=0.5, centered=False),
+                                     StopControl(min_think=3), StopControl(max_think=2),
+                                     StopControl(ts_scale=1.5, min_think=1, max_think=4)])
+def test_vllm_row_processor_applies_the_torch_samplers_rule_row_by_row(monkeypatch, control):
+    install_fake_vllm(monkeypatch)
+    from methods.tldr.vllm_stop import EXTRA_KEY as key
+    from methods.tldr.vllm_stop import StopControlProcessor, encode_control
+
+    assert key == EXTRA_KEY
+    tokens = SpecialTokens(end_think=4, wait=5, eos=2, pad=0)
+    params = type("P", (), {"extra_args": {key: encode_control(control, tokens)}})()
+    row = StopControlProcessor(None, torch.device("cpu"), False).new_req_logits_processor(params)
+    logits = torch.randn(6, 12, generator=torch.Generator().manual_seed(0))
+    history = [[], [7], [7, 8], [7, 8, 9], [7, 8, 9, 4], [7, 8, 9, 4, 10]]  # </think> at index 3
+    got = torch.stack([row(h, logits[t].clone()) for t, h in enumerate(history)])
+    thinking = torch.tensor([4 not in h for h in history])
+    want = control_logits(logits, torch.arange(6), thinking, control, tokens)
+    assert torch.equal(got, want)
+    plain = type("P", (), {"extra_args": None})()
+    assert StopControlProcessor(None, torch.device("cpu"), False).new_req_logits_processor(plain) is None
+    with pytest.raises(ValueError, match="StopControl takes"):
+        StopControlProcessor.validate_params(type("P", (), {"extra_args": {key: {"control": {"tau": 1},
+                                                                                 "tokens": {}}}})())
+
+
+@pytest.mark.parametrize("keep_stop_token", [True, False])
+def test_vllm_stop_sampler_forces_the_budget_and_returns_the_torch_layout(tmp_path, monkeypatch, keep_stop_token):
+    """Budget forcing with Wait through the engine: thinking lasts exactly the budget unless eos comes first,
+    and rows come back (n, max_new_tokens) with eos kept and PAD after it, whether or not vLLM keeps eos."""
+    fake = install_fake_vllm(monkeypatch, keep_stop_token)
+    from methods.tldr.vllm_stop import VLLMStopSampler
+
+    save_tiny(tmp_path)
+    tokenizer = load_tokenizer(tmp_path / "model")
+    ids = special_tokens(tokenizer)
+    problems = [MathProblem("What is 1+1?", "2"), MathProblem("What is 2+2?", "4")] * 4
+    prompts, lengths = encode_prompts(tokenizer, problems)
+    generate = VLLMStopSampler(str(tmp_path / "model"), ids, gpu_memory_utilization=0.3)
+    assert fake.engines[0].kwargs == {"gpu_memory_utilization": 0.3}
+    out = generate(prompts, lengths, 8, torch.Generator().manual_seed(0), StopControl(max_think=3, min_think=3))
+    assert out.shape == (8, 8)
+    for row in out.tolist():
+        eos = row.index(ids.eos) if ids.eos in row else len(row)
+        assert all(t == ids.pad for t in row[eos + 1:])
+        if eos >= 3:  # thinking ran to the budget: </think> exactly there, never before
+            assert row[3] == ids.end_think and ids.end_think not in row[:3]
+    assert [p.seed for p in fake.engines[0].requests] == sorted({p.seed for p in fake.engines[0].requests})
+

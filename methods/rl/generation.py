@@ -185,14 +185,18 @@ class VLLMSampler:
         runner.model.load_weights(model.state_dict().items())
 
     def sample(self, prompts: Sequence[torch.Tensor], max_new_tokens: int | torch.Tensor, *,
-               temperature: float = 1.0, generator: torch.Generator | None = None) -> Generation:
+               temperature: float = 1.0, generator: torch.Generator | None = None,
+               extra_args: dict[str, Any] | None = None) -> Generation:
+        """``extra_args``: per-request arguments for the engine's custom logits processors (vLLM's
+        ``SamplingParams.extra_args``), the same for every row."""
         from vllm import SamplingParams
 
         n = len(prompts)
         budgets = _budgets(max_new_tokens, n)
         seed = _seed_from(generator)
+        extra = {"extra_args": extra_args} if extra_args is not None else {}
         params = [SamplingParams(temperature=temperature, max_tokens=int(b), seed=seed + i,
-                                 stop_token_ids=[self.eos_id] if self.eos_id is not None else None)
+                                 stop_token_ids=[self.eos_id] if self.eos_id is not None else None, **extra)
                   for i, b in enumerate(budgets.tolist())]
         outs = self.llm.generate([{"prompt_token_ids": p.tolist()} for p in prompts], params, use_tqdm=False)
         new = [torch.tensor(o.outputs[0].token_ids, dtype=torch.long) for o in outs]

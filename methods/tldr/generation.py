@@ -112,3 +112,17 @@ def sample(model: PreTrainedModel, prompts: torch.Tensor, lengths: torch.Tensor,
             next_pos = next_pos + 1
         outs.append(response.cpu())
     return torch.cat(outs)
+
+
+class TorchStopSampler:
+    """``sample`` bound to a model: the torch backend behind the interface ``vllm_stop.VLLMStopSampler``
+    shares, ``(prompts, lengths, max_new_tokens, generator, control, temperature) -> responses``."""
+
+    def __init__(self, model: PreTrainedModel, tokens: SpecialTokens, batch_size: int = 512) -> None:
+        self.model, self.tokens, self.batch_size = model, tokens, batch_size
+
+    def __call__(self, prompts: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int,
+                 generator: torch.Generator, control: StopControl | None = None, temperature: float = 1.0
+                 ) -> torch.Tensor:
+        return sample(self.model, prompts, lengths, self.tokens, max_new_tokens, generator, control,
+                      temperature, self.batch_size)

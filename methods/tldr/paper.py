@@ -1,10 +1,9 @@
 """Paper profile: a distilled reasoning model on MATH500 / AMC / AIME24 / OlympiadBench (by hub id).
 
-The same sampler and stop controls as smoke (``generation.sample`` with TS / budget forcing) run on a
-transformers model; answers are checked with ``math-verify``. vLLM is imported lazily and serves plain
-sampling and s1-style budget forcing (generate up to the budget, stopping at ``</think>``, then append
-it and let the model answer), where per-step logit control is not needed; TS uses the transformers
-path. Everything loads from a hub id or a local path / jsonl, so it is tested offline on tiny models.
+The same stop controls as smoke (``generation.control_logits``: TS and budget forcing) act on every
+decoding step, in the torch sampler on a transformers model or inside vLLM as a logits processor
+(``methods/tldr/vllm_stop``, imported lazily); answers are checked with ``math-verify``. Everything loads
+from a hub id or a local path / jsonl, so it is tested offline on tiny models.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from benchmarks.math_reasoning import PAPER_DATASETS, MathProblem, load_math_pro
 from benchmarks.math_reasoning import score as score_math
 from methods.tldr.generation import SpecialTokens
 
-__all__ = ["LEVEL_INSTRUCTIONS", "PAPER_DATASETS", "PAPER_MODEL", "MathProblem", "VLLMGenerator", "decode",
+__all__ = ["LEVEL_INSTRUCTIONS", "PAPER_DATASETS", "PAPER_MODEL", "MathProblem", "decode",
            "encode_prompts", "load_math_problems", "load_tokenizer", "response_lengths", "score_math",
            "special_tokens"]
 
@@ -92,29 +91,3 @@ def decode(tokenizer: Any, responses: torch.Tensor, lengths: torch.Tensor, token
     rows = [r[:int(n)].tolist() for r, n in zip(responses, lengths, strict=True)]
     rows = [r[:-1] if r and r[-1] == tokens.eos else r for r in rows]
     return tokenizer.batch_decode(rows, skip_special_tokens=False)
-
-
-class VLLMGenerator:  # pragma: no cover - GPU only
-    """vLLM sampling, with s1 budget forcing done in two calls (think up to the budget, then answer)."""
-
-    def __init__(self, model: str, **llm_kwargs: Any) -> None:
-        from vllm import LLM  # lazy: a GPU extra
-
-        self.llm = LLM(model=model, **llm_kwargs)
-
-    def generate(self, prompts: list[str], max_tokens: int, temperature: float, seed: int,
-                 max_think: int | None = None, end_think: str = "</think>", answer_tokens: int = 512
-                 ) -> list[str]:
-        from vllm import SamplingParams
-
-        if max_think is None:
-            outs = self.llm.generate(prompts, SamplingParams(max_tokens=max_tokens, temperature=temperature,
-                                                             seed=seed))
-            return [o.outputs[0].text for o in outs]
-        think = self.llm.generate(prompts, SamplingParams(max_tokens=max_think, temperature=temperature,
-                                                          seed=seed, stop=[end_think]))
-        thoughts = [o.outputs[0].text + end_think for o in think]
-        answers = self.llm.generate([p + t for p, t in zip(prompts, thoughts, strict=True)],
-                                    SamplingParams(max_tokens=answer_tokens, temperature=temperature,
-                                                   seed=seed))
-        return [t + a.outputs[0].text for t, a in zip(thoughts, answers, strict=True)]

@@ -19,7 +19,7 @@ import torch
 from benchmarks.math_reasoning import MathProblem, is_correct
 from methods.core.api import RunContext
 from methods.rl import GRPOConfig
-from methods.tldr.generation import SpecialTokens, StopControl, sample
+from methods.tldr.generation import SpecialTokens, StopControl, TorchStopSampler
 from methods.tldr.paper import decode, encode_prompts, load_tokenizer, response_lengths, special_tokens
 from methods.tldr.policy import load_policy
 from methods.tldr.rl import train_length_grpo
@@ -28,18 +28,23 @@ MODEL_FILE, REFERENCE_FILE = "model.json", "reference.json"
 
 
 class MathEvaluator:
-    """Encode, sample under a stop control, decode and score problems with one model and tokenizer."""
+    """Encode, sample under a stop control, decode and score problems with one model and tokenizer.
 
-    def __init__(self, ctx: RunContext, model: torch.nn.Module, tokenizer: Any) -> None:
+    Sampling goes through ``self.generate``: the torch sampler on ``model`` or vLLM serving ``source``
+    (``make_stop_sampler``), both under the same ``StopControl`` rule.
+    """
+
+    def __init__(self, ctx: RunContext, model: torch.nn.Module, tokenizer: Any, source: str) -> None:
         self.ctx, self.model, self.tokenizer = ctx, model, tokenizer
         self.tokens: SpecialTokens = special_tokens(tokenizer)
         self.args = ctx.args
+        self.generate = make_stop_sampler(ctx, model, source, self.tokens)
 
     def responses(self, problems: list[MathProblem], level: str | list[str], generator: torch.Generator,
                   control: StopControl | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         prompts, lengths = encode_prompts(self.tokenizer, problems, level)
-        out = sample(self.model, prompts, lengths, self.tokens, self.args.max_new_tokens, generator, control,
-                     self.args.temperature, self.args.eval_batch_size)
+        out = self.generate(prompts, lengths, self.args.max_new_tokens, generator, control,
+                            temperature=self.args.temperature)
         return out, response_lengths(out, self.tokens)
 
     def score(self, problems: list[MathProblem], generator: torch.Generator, control: StopControl | None = None,
@@ -59,6 +64,23 @@ class MathEvaluator:
         return macro, per_set
 
 
+def make_stop_sampler(ctx: RunContext, model: torch.nn.Module, source: str, tokens: SpecialTokens
+                      ) -> TorchStopSampler | Any:
+    """vLLM when ``backend: vllm`` and it is installed, else the torch sampler (the fallback is logged)."""
+    args = ctx.args
+    if args.backend == "vllm":
+        try:
+            from methods.tldr.vllm_stop import VLLMStopSampler  # imports vllm
+        except ImportError:
+            ctx.log("vllm is not installed: sampling uses the torch sampler (backend 'torch')")
+        else:
+            kwargs = {"dtype": str(ctx.dtype).removeprefix("torch."), "seed": ctx.seed, **args.vllm}
+            return VLLMStopSampler(source, tokens, **kwargs)
+    elif args.backend != "torch":
+        raise ValueError(f"backend must be 'torch' or 'vllm', got {args.backend!r}")
+    return TorchStopSampler(model, tokens, args.eval_batch_size)
+
+
 def _model_and_tokenizer(source: str, ctx: RunContext) -> tuple[torch.nn.Module, Any]:
     return load_policy(source, ctx.device, ctx.dtype), load_tokenizer(source)
 
@@ -69,7 +91,7 @@ def run_stage(ctx: RunContext) -> None:
         raise ValueError("the math_reasoning stage needs `model:` (a hub id or a local path)")
     model, tokenizer = _model_and_tokenizer(ctx.args.model, ctx)
     data = ctx.load_data()
-    evaluator = MathEvaluator(ctx, model, tokenizer)
+    evaluator = MathEvaluator(ctx, model, tokenizer, ctx.args.model)
     generator = torch.Generator().manual_seed(ctx.seed)
     macro, per_set = evaluator.score_sets(data["test"], generator)
     reference = {"val": evaluator.score(data["val"], generator), "test": macro,
@@ -89,7 +111,7 @@ def run(ctx: RunContext) -> None:
     reference = json.loads((stage / REFERENCE_FILE).read_text())
     model, tokenizer = _model_and_tokenizer(source, ctx)
     data = ctx.load_data()
-    evaluator = MathEvaluator(ctx, model, tokenizer)
+    evaluator = MathEvaluator(ctx, model, tokenizer, source)
     generator = torch.Generator().manual_seed(ctx.seed)
 
     def record_sets(macro: dict[str, float], per_set: dict[str, dict[str, float]], suffix: str = "") -> None:
@@ -156,4 +178,4 @@ def _train(ctx: RunContext, evaluator: MathEvaluator, train: list[MathProblem], 
 
     train_length_grpo(evaluator.model, draw, judge, args.length_penalty, args.penalty, cfg, args.rl_steps,
                       args.max_new_tokens, evaluator.tokens, generator, ctx.log, args.log_every, on_log,
-                      args.rl_warmup)
+                      args.rl_warmup, rollouts=evaluator.generate)

@@ -25,7 +25,7 @@ from transformers import PreTrainedModel
 from benchmarks.verbose_sum import LEVELS, Split, parse_responses
 from methods.core.training import cosine_schedule
 from methods.rl import Generation, GRPOConfig, GRPOLearner
-from methods.tldr.generation import SpecialTokens, sample
+from methods.tldr.generation import SpecialTokens, TorchStopSampler
 
 
 def length_regularised_reward(correct: torch.Tensor, length: torch.Tensor, budget: torch.Tensor, alpha: float,
@@ -64,6 +64,9 @@ class LengthReward:
         return rewards, length
 
 
+# (prompts, lengths, max_new_tokens, generator, temperature=) -> responses (N, max_new_tokens): the torch
+# sampler (generation.TorchStopSampler) or vLLM (vllm_stop.VLLMStopSampler).
+StopSampler = Callable[..., torch.Tensor]
 # One GRPO step's prompts: (prompts (P, W) left-aligned, prompt lengths (P,), level budgets (P,), references
 # (P,) problem indices the judge understands).
 Draw = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -75,9 +78,13 @@ def train_length_grpo(model: PreTrainedModel, draw: Draw, judge: Judge, alpha: f
                       cfg: GRPOConfig, steps: int, max_new_tokens: int, tokens: SpecialTokens,
                       generator: torch.Generator, log: Callable[[str], None], log_every: int = 10,
                       on_log: Callable[[int, dict[str, float]], None] | None = None,
-                      warmup: float | None = None) -> None:
-    """TLDR's RL loop, task-agnostic: draw prompts, sample ``group_size`` responses each with the KV-cached
-    sampler, reward correctness minus the length penalty, one GRPO update (the shared engine)."""
+                      warmup: float | None = None, rollouts: StopSampler | None = None) -> None:
+    """TLDR's RL loop, task-agnostic: draw prompts, sample ``group_size`` responses each, reward correctness
+    minus the length penalty, one GRPO update (the shared engine).
+
+    ``rollouts``: the sampler (default: the KV-cached torch sampler on ``model``); one with ``sync_weights``
+    (vLLM) gets the policy's weights after every update, so each step samples from the current policy.
+    """
     # beta > 0: a frozen copy of the starting (SFT) policy anchors the update with the engine's KL term,
     # so the length signal moves the stopping decision without dragging the computation steps along.
     reference = copy.deepcopy(model).eval().requires_grad_(False) if cfg.beta != 0.0 else None
@@ -86,18 +93,21 @@ def train_length_grpo(model: PreTrainedModel, draw: Draw, judge: Judge, alpha: f
     # first Adam steps move every weight by about lr, and the decay lets the policy settle before evaluation.
     schedule = cosine_schedule(learner.optimizer, steps, warmup) if warmup is not None else None
     device = next(model.parameters()).device
+    rollouts = rollouts or TorchStopSampler(model, tokens, batch_size=1 << 30)  # one batch per step
+    sync = getattr(rollouts, "sync_weights", None)
     for step in range(1, steps + 1):
         prompts, lengths, budgets, refs = draw()
         prompts = prompts.repeat_interleave(cfg.group_size, 0)
         lengths = lengths.repeat_interleave(cfg.group_size, 0)
-        responses = sample(model, prompts, lengths, tokens, max_new_tokens, generator,
-                           temperature=cfg.temperature, batch_size=len(prompts))
+        responses = rollouts(prompts, lengths, max_new_tokens, generator, temperature=cfg.temperature)
         correct, response_lengths = judge(responses, refs.repeat_interleave(cfg.group_size))
         rewards = length_regularised_reward(correct, response_lengths,
                                             budgets.float().repeat_interleave(cfg.group_size), alpha, penalty)
         gen = Generation(tokens=_right_padded(prompts, lengths, responses, tokens.pad),
                          prompt_lengths=lengths, completion_lengths=response_lengths, pad_id=tokens.pad)
         stats = learner.update(gen, rewards, device)
+        if sync is not None:
+            sync(model)
         if schedule is not None:
             schedule.step()
         stats["mean_tokens"] = response_lengths.float().mean().item()

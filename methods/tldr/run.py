@@ -37,6 +37,11 @@ class EvalArgs:
     max_new_tokens: int = 64
     temperature: float = 1.0  # responses are sampled: the SFT model's stopping is a distribution
     eval_batch_size: int = 512
+    # Paper profile (math_reasoning): "torch" (the KV-cached sampler of methods/tldr/generation) or "vllm" (the
+    # stop controls as a vLLM logits processor, methods/tldr/vllm_stop; falls back to torch, logged, where
+    # vllm is not installed). ``vllm``: keyword arguments for vLLM's ``LLM`` (gpu_memory_utilization, ...).
+    backend: str = "torch"
+    vllm: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -92,6 +97,9 @@ class TLDRArgs(EvalArgs):
 
 
 def _settings(args: EvalArgs) -> EvalSettings:
+    if args.backend != "torch":
+        raise ValueError(f"backend {args.backend!r}: the verbose-sum task samples with the torch sampler only "
+                         "(its from-scratch policy has no tokenizer); backend 'vllm' is for math_reasoning")
     return EvalSettings(args.max_new_tokens, args.temperature, args.eval_batch_size)
 
 
@@ -104,6 +112,7 @@ def run_stage(ctx: RunContext) -> None:
         paper_run.run_stage(ctx)
         return
     args: SFTStageArgs = ctx.args
+    settings = _settings(args)  # a bad backend fails before training, not after
     data = ctx.load_data()
     train = data["train"]
     model = build_policy(train.vocab.size, args, PAD, 1, EOS).to(ctx.device)
@@ -115,7 +124,7 @@ def run_stage(ctx: RunContext) -> None:
                         ctx.seed, ctx.device, ctx.dtype, ctx.log)
     save_policy(model, ctx.out_dir / POLICY_DIR)
     generator = torch.Generator().manual_seed(ctx.seed)
-    reference = {name: evaluate(model, data[name], ctx.benchmark.score, TOKENS, _settings(args), generator)[0]
+    reference = {name: evaluate(model, data[name], ctx.benchmark.score, TOKENS, settings, generator)[0]
                  for name in ("val", "test")}
     ctx.log(f"SFT reference: {reference}")
     (ctx.out_dir / REFERENCE_FILE).write_text(json.dumps(reference, indent=1))
@@ -154,6 +163,7 @@ def run(ctx: RunContext) -> None:
 
         paper_run.run(ctx)
         return
+    _settings(ctx.args)  # a bad backend fails before any work
     model, reference, data = _load(ctx)
     generator = torch.Generator().manual_seed(ctx.seed)
     if ctx.family == "sft":
