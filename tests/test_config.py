@@ -88,3 +88,19 @@ def test_sweep_of_an_unknown_argument_is_named(tiny_config):
     tiny_config["methods"]["cat"]["benchmarks"]["mqar"]["sweep"] = {"widht": [16]}
     with pytest.raises(ConfigError, match="widht"):
         resolve(tiny_config)
+
+
+def test_paired_seeds_give_every_variant_of_a_replicate_one_seed(tiny_config):
+    bench = tiny_config["methods"]["cat"]["benchmarks"]["mqar"]
+    unpaired = {(j.name, j.replicate): j.seed for j in resolve(tiny_config)}
+    bench["paired_seeds"] = True
+    jobs = resolve(tiny_config)
+    seeds = {(j.name, j.replicate): j.seed for j in jobs}
+    for r in (0, 1):  # common random numbers within a replicate, fresh draws across replicates
+        assert seeds[("attention_1l", r)] == seeds[("cat_1l", r)]
+    assert seeds[("cat_1l", 0)] != seeds[("cat_1l", 1)]
+    assert set(seeds.values()).isdisjoint(unpaired.values())  # a seed name of its own, not a variant's
+    assert {j.data_seed for j in jobs} == {j.data_seed for j in resolve(tiny_config)}
+    bench["paired_seeds"] = "yes"
+    with pytest.raises(ConfigError, match="paired_seeds"):
+        resolve(tiny_config)

@@ -22,6 +22,8 @@ import yaml
 
 from methods.core.seeding import data_seed, run_seed
 
+PAIRED_SEED_NAME = "paired"  # the seed name of every variant in a block with ``paired_seeds: true``
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 RUNS_ROOT = "results/runs"
 CACHE_ROOT = "results/cache"
@@ -192,10 +194,12 @@ def resolve_jobs(config: dict[str, Any]) -> list[JobSpec]:
                 if kind == "run":
                     entries = sweep_variants(entries, bcfg.get("sweep", {}), f"{where}.sweep")
                 for name, entry in entries.items():
+                    # paired_seeds: the variants share a seed name (common random numbers); stages keep theirs
+                    seed_name = PAIRED_SEED_NAME if kind == "run" and bcfg.get("paired_seeds") else name
                     jobs += _expand(config, scale, method_name, bench_name, benchmark, data_args, kind,
                                     name, dict(entry or {}), families, shared, stage_specs, stage_out,
                                     f"{where}.{'stages' if kind == 'stage' else 'variants'}.{name}",
-                                    mcfg.get("resources", {}))
+                                    mcfg.get("resources", {}), seed_name)
     return jobs
 
 
@@ -234,7 +238,7 @@ def _check_shared(shared: dict[str, Any], families: list[Any], where: str) -> No
 
 
 def _expand(config, scale, method_name, bench_name, benchmark, data_args, kind, name, entry, families,
-            shared, stage_specs, stage_out, where, method_resources) -> list[JobSpec]:
+            shared, stage_specs, stage_out, where, method_resources, seed_name) -> list[JobSpec]:
     family_name = entry.pop("family", name)
     after = entry.pop("after", None)
     if family_name not in families:
@@ -257,7 +261,7 @@ def _expand(config, scale, method_name, bench_name, benchmark, data_args, kind, 
             kind=kind, scale=scale, method=method_name, benchmark=bench_name, benchmark_family=benchmark.name,
             name=name, family=family_name,
             replicate=replicate,
-            seed=run_seed(config["seed"], bench_name, method_name, name, replicate),
+            seed=run_seed(config["seed"], bench_name, method_name, seed_name, replicate),
             data_seed=data_seed(config["seed"], bench_name, replicate),
             args=dataclasses.asdict(args), data_args=dataclasses.asdict(data_args), after=after,
             device=config["device"], dtype=config["dtype"], threads=config["threads"],
