@@ -53,6 +53,9 @@ class FederatedVisionArgs:
     data_dir: str = ""  # cifar: folder holding the extracted archives
     num_samples: int = 8000  # mnist1d: generated examples (80% train, as mnist1d splits)
     source_classes: int = 5  # mnist1d: digits below this form the pretraining source task
+    # mnist1d: > 0 generates the source task from its own set of this many examples (another seed), as a
+    # hub backbone is pretrained on far more data than federation sees; 0: the source digits of the same set
+    source_samples: int = 0
     num_clients: int = 10
     dirichlet_alpha: float = 0.5
     min_partition_size: int = 10
@@ -130,8 +133,14 @@ def mnist1d_tasks(args: FederatedVisionArgs, seed: int) -> tuple[TaskData, list[
     k = args.source_classes
     if not 1 <= k <= 9:
         raise ValueError(f"source_classes must be in 1..9, got {k}")
-    src = TaskData("source", k, _standardise(x[y < k], mean, std), torch.from_numpy(y[y < k]),
-                   _standardise(xt[yt < k], mean, std), torch.from_numpy(yt[yt < k]))
+    lower = TaskData("lower", k, _standardise(x[y < k], mean, std), torch.from_numpy(y[y < k]),
+                     _standardise(xt[yt < k], mean, std), torch.from_numpy(yt[yt < k]))
+    src = TaskData("source", k, lower.x_train, lower.y_train, lower.x_test, lower.y_test)
+    if args.source_samples > 0:  # same digits and input scaling, examples of their own
+        big = generate_mnist1d(args.source_samples, derive_seed("source-set", seed) % (2**31))
+        by, byt = big["y"].astype(np.int64), big["y_test"].astype(np.int64)
+        src = TaskData("source", k, _standardise(big["x"][by < k], mean, std), torch.from_numpy(by[by < k]),
+                       _standardise(big["x_test"][byt < k], mean, std), torch.from_numpy(byt[byt < k]))
     upper, upper_t = y >= k, yt >= k
     perm = numpy_rng(derive_seed("label-permutation", seed)).permutation(10 - k)
     time_order = numpy_rng(derive_seed("time-permutation", seed)).permutation(x.shape[-1])
@@ -152,7 +161,7 @@ def mnist1d_tasks(args: FederatedVisionArgs, seed: int) -> tuple[TaskData, list[
                                   _standardise(-xt[upper_t][:, ::-1], mean, std),
                                   torch.from_numpy(perm[yt[upper_t] - k])))
         elif name == "lower":
-            tasks.append(TaskData(name, k, src.x_train, src.y_train, src.x_test, src.y_test))
+            tasks.append(lower)
         else:
             raise ValueError(f"unknown mnist1d task '{name}'; known: {', '.join(MNIST1D_TASKS)}")
     return src, tasks

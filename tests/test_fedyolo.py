@@ -364,6 +364,24 @@ def test_permuted_task_holds_task_ones_examples_with_scrambled_time_and_relabell
     assert len(mapping) == 5 and len({u for u, _ in mapping}) == 5  # a relabelling of the same classes
 
 
+def test_source_samples_pretrain_on_a_larger_set_of_their_own_and_leave_the_tasks_alone(monkeypatch):
+    import benchmarks.federated_vision as fv
+
+    def fake(n, seed):  # n examples (and n // 2 test ones) drawn from the seed
+        rng, y = np.random.default_rng(seed), np.arange(n) % 10
+        return {"x": rng.normal(size=(n, 40)), "y": y, "x_test": rng.normal(size=(n // 2, 40)), "y_test": y[: n // 2]}
+
+    monkeypatch.setattr(fv, "generate_mnist1d", fake)
+    small_src, small_tasks = fv.mnist1d_tasks(FederatedVisionArgs(num_samples=200, tasks=["upper", "lower"]), 3)
+    big_src, big_tasks = fv.mnist1d_tasks(FederatedVisionArgs(num_samples=200, source_samples=1000,
+                                                              tasks=["upper", "lower"]), 3)
+    assert len(small_src.y_train) == 100 and len(big_src.y_train) == 500  # digits 0-4 of each set
+    assert set(big_src.y_train.tolist()) == set(range(5))
+    assert not torch.equal(big_src.x_train[:100], small_src.x_train)  # examples of its own
+    for a, b in zip(small_tasks, big_tasks, strict=True):  # the federated tasks do not change
+        assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train)
+
+
 def test_tuning_probe_parses_trials_and_scores_validation_only_repeatably(tmp_path):
     from methods.fedyolo.setup import ArmSpec
     from methods.fedyolo.tune import fedavg_trial, parse_trial
