@@ -65,6 +65,21 @@ def test_dag_builds_the_leaderboard_and_a_rerun_does_nothing(workdir):
     assert "leaderboard" in html and "mqar.png" in html  # the leaderboard table and the benchmark's plot
 
 
+def test_a_new_only_selection_runs_its_jobs_and_rebuilds_the_summary(workdir, tiny_config):
+    """`only=` one benchmark, then another: the second run must run its own jobs, not report nothing to do."""
+    benches = tiny_config["methods"]["cat"]["benchmarks"]
+    benches["mqar_b"] = {**benches["mqar"], "benchmark": "mqar"}
+    tiny_config["replicates"] = 1
+    (workdir / "two.yaml").write_text(yaml.safe_dump(tiny_config))
+    for only in ("cat:mqar", "cat:mqar_b"):
+        done = snakemake(workdir, "--configfile", "two.yaml", "--config", f"only={only}")
+        assert done.returncode == 0, done.stderr[-3000:]
+        board = LEADERBOARD.read(workdir / "results" / "leaderboard.parquet")
+        assert set(board["benchmark"]) == {only.split(":")[1]}
+    again = snakemake(workdir, "--configfile", "two.yaml", "--config", "only=cat:mqar_b")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_config_mistakes_stop_the_dag_with_one_line_naming_them(workdir):
     bad = snakemake(workdir, "-n", "--configfile", "tiny.yaml", "--config", "replicatez=3")
     assert bad.returncode != 0

@@ -4,6 +4,7 @@ import sys
 
 from snakemake.utils import validate
 
+from methods.core.atomic import write_text
 from methods.core.config import ConfigError, resolve_jobs, validate_schema
 from methods.core.tables import CLAIMS, LEADERBOARD
 
@@ -39,6 +40,13 @@ wildcard_constraints:
 
 RUN_DIR = "results/runs/{scale}/{benchmark}/{method}/{name}/seed{replicate}"
 STAGE_DIR = "results/cache/{scale}/{benchmark}/{method}/{name}/{hash}/seed{replicate}"
+
+
+def write_if_changed(path, text):
+    """Write ``text`` to ``path`` (atomically) unless it already holds it, so its mtime marks a change."""
+    if not os.path.isfile(path) or open(path).read() != text:
+        write_text(path, text)
+    return path
 
 
 def job_for(table, path):

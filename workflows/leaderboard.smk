@@ -3,12 +3,17 @@
 
 BENCHMARKS_RUN = sorted({job.benchmark for job in RUNS.values()})
 TABLE_SCHEMAS = {schema.name: list(schema.columns) for schema in (LEADERBOARD, CLAIMS)}
+# The run set as a file, rewritten only when it changes: after `only=cat`, a run with `only=ssa` finds it
+# newer than the summary and rebuilds it (and so runs the new jobs). Params alone did not trigger that:
+# Snakemake 9.16 found the summary up to date although its new inputs were missing.
+RUN_SET = write_if_changed(f"results/scales/{SCALE}/run_set.txt", "".join(f"{run}\n" for run in sorted(RUNS)))
 
 
 rule summarise:
     """Mean, std, 95% CI and n over seeds per (benchmark, method, variant, split, metric, step)."""
     input:
         runs=sorted(RUNS),
+        run_set=RUN_SET,
         claims="results/paper_claims.csv",
     output:
         board="results/scales/{scale}/leaderboard.parquet",
