@@ -62,12 +62,19 @@ class RowStopControl:
         if self.thinking and self.tokens.end_think in output_ids[self.seen:]:
             self.thinking = False
         self.seen = len(output_ids)
-        if not self.thinking:  # every control acts only while thinking
+        if not self.thinking or not self._acts_at(len(output_ids)):  # every control acts only while thinking
             return logits
         generated = torch.tensor([len(output_ids)], device=logits.device)
         thinking = torch.ones(1, dtype=torch.bool, device=logits.device)
         row = control_logits(logits[None], generated, thinking, self.control, self.tokens)[0]
         return row.to(logits.dtype)
+
+    def _acts_at(self, n: int) -> bool:
+        """Whether any control changes the row after ``n`` thinking tokens (budget forcing acts on few steps;
+        skipping the rest keeps the per-step cost off the engine's decode loop)."""
+        c = self.control
+        return (c.ts_scale != 1.0 or (c.min_think is not None and n < c.min_think)
+                or (c.max_think is not None and n >= c.max_think))
 
 
 class StopControlProcessor(AdapterLogitsProcessor):
