@@ -98,11 +98,17 @@ def test_a_killed_run_reruns_to_a_complete_valid_table(workdir, tiny_config):
     proc = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", "endless.yaml"], cwd=workdir, env=job_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     logs = workdir / "results" / "logs" / "tiny"
+
+    def started() -> int:
+        return sum("start on" in p.read_text() for p in logs.glob("**/*.log"))
+
+    # Both job slots (--cores 2) must be running before Ctrl-C: a job Snakemake spawns just after the signal
+    # never receives it and would run its 10**6 steps (a race seen on a loaded machine).
     deadline = time.time() + 300
-    while time.time() < deadline and not any("start on" in p.read_text() for p in logs.glob("**/*.log")):
-        assert proc.poll() is None, "snakemake exited before any job started"
+    while time.time() < deadline and started() < 2:
+        assert proc.poll() is None, "snakemake exited before its jobs started"
         time.sleep(0.5)
-    assert proc.poll() is None, "no job logged its start within 300 s"
+    assert proc.poll() is None and started() == 2, "two jobs did not log their start within 300 s"
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Snakemake and the running jobs die mid-job
     proc.wait(timeout=120)
     assert not (workdir / "results" / "leaderboard.parquet").exists()
