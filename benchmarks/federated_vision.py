@@ -126,6 +126,13 @@ def _standardise(x: np.ndarray, mean: float, std: float) -> torch.Tensor:
     return torch.from_numpy(((x - mean) / std).astype(np.float32)).unsqueeze(1)
 
 
+def _digits_below(k: int, name: str, raw: dict[str, np.ndarray], mean: float, std: float) -> TaskData:
+    """The digits 0..k-1 of a generated set (train and test), standardised with the given statistics."""
+    y, yt = raw["y"].astype(np.int64), raw["y_test"].astype(np.int64)
+    return TaskData(name, k, _standardise(raw["x"][y < k], mean, std), torch.from_numpy(y[y < k]),
+                    _standardise(raw["x_test"][yt < k], mean, std), torch.from_numpy(yt[yt < k]))
+
+
 def mnist1d_tasks(args: FederatedVisionArgs, seed: int) -> tuple[TaskData, list[TaskData]]:
     raw = generate_mnist1d(args.num_samples, seed % (2**31))
     mean, std = float(raw["x"].mean()), float(raw["x"].std())
@@ -133,14 +140,11 @@ def mnist1d_tasks(args: FederatedVisionArgs, seed: int) -> tuple[TaskData, list[
     k = args.source_classes
     if not 1 <= k <= 9:
         raise ValueError(f"source_classes must be in 1..9, got {k}")
-    lower = TaskData("lower", k, _standardise(x[y < k], mean, std), torch.from_numpy(y[y < k]),
-                     _standardise(xt[yt < k], mean, std), torch.from_numpy(yt[yt < k]))
+    lower = _digits_below(k, "lower", raw, mean, std)
     src = TaskData("source", k, lower.x_train, lower.y_train, lower.x_test, lower.y_test)
     if args.source_samples > 0:  # same digits and input scaling, examples of their own
         big = generate_mnist1d(args.source_samples, derive_seed("source-set", seed) % (2**31))
-        by, byt = big["y"].astype(np.int64), big["y_test"].astype(np.int64)
-        src = TaskData("source", k, _standardise(big["x"][by < k], mean, std), torch.from_numpy(by[by < k]),
-                       _standardise(big["x_test"][byt < k], mean, std), torch.from_numpy(byt[byt < k]))
+        src = _digits_below(k, "source", big, mean, std)
     upper, upper_t = y >= k, yt >= k
     perm = numpy_rng(derive_seed("label-permutation", seed)).permutation(10 - k)
     time_order = numpy_rng(derive_seed("time-permutation", seed)).permutation(x.shape[-1])

@@ -1,6 +1,7 @@
 # Config validation and the job table every rule reads from.
 import os
 import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -44,7 +45,7 @@ STAGE_DIR = "results/cache/{scale}/{benchmark}/{method}/{name}/{hash}/seed{repli
 
 def write_if_changed(path, text):
     """Write ``text`` to ``path`` (atomically) unless it already holds it, so its mtime marks a change."""
-    if not os.path.isfile(path) or open(path).read() != text:
+    if not os.path.isfile(path) or Path(path).read_text() != text:
         write_text(path, text)
     return path
 

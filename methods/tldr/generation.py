@@ -116,13 +116,14 @@ def sample(model: PreTrainedModel, prompts: torch.Tensor, lengths: torch.Tensor,
 
 class TorchStopSampler:
     """``sample`` bound to a model: the torch backend behind the interface ``vllm_stop.VLLMStopSampler``
-    shares, ``(prompts, lengths, max_new_tokens, generator, control, temperature) -> responses``."""
+    shares, ``(prompts, lengths, max_new_tokens, generator, control, temperature) -> responses``.
+    ``batch_size=None``: all prompts in one batch."""
 
-    def __init__(self, model: PreTrainedModel, tokens: SpecialTokens, batch_size: int = 512) -> None:
+    def __init__(self, model: PreTrainedModel, tokens: SpecialTokens, batch_size: int | None = 512) -> None:
         self.model, self.tokens, self.batch_size = model, tokens, batch_size
 
     def __call__(self, prompts: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int,
                  generator: torch.Generator, control: StopControl | None = None, temperature: float = 1.0
                  ) -> torch.Tensor:
         return sample(self.model, prompts, lengths, self.tokens, max_new_tokens, generator, control,
-                      temperature, self.batch_size)
+                      temperature, self.batch_size or len(prompts))

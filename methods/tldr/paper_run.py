@@ -22,7 +22,7 @@ from methods.rl import GRPOConfig
 from methods.tldr.generation import SpecialTokens, StopControl, TorchStopSampler
 from methods.tldr.paper import decode, encode_prompts, load_tokenizer, response_lengths, special_tokens
 from methods.tldr.policy import load_policy
-from methods.tldr.rl import train_length_grpo
+from methods.tldr.rl import StopSampler, train_length_grpo
 
 MODEL_FILE, REFERENCE_FILE = "model.json", "reference.json"
 
@@ -65,7 +65,7 @@ class MathEvaluator:
 
 
 def make_stop_sampler(ctx: RunContext, model: torch.nn.Module, source: str, tokens: SpecialTokens
-                      ) -> TorchStopSampler | Any:
+                      ) -> StopSampler:
     """vLLM when ``backend: vllm`` and it is installed, else the torch sampler (the fallback is logged)."""
     args = ctx.args
     if args.backend == "vllm":

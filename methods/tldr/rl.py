@@ -93,7 +93,7 @@ def train_length_grpo(model: PreTrainedModel, draw: Draw, judge: Judge, alpha: f
     # first Adam steps move every weight by about lr, and the decay lets the policy settle before evaluation.
     schedule = cosine_schedule(learner.optimizer, steps, warmup) if warmup is not None else None
     device = next(model.parameters()).device
-    rollouts = rollouts or TorchStopSampler(model, tokens, batch_size=1 << 30)  # one batch per step
+    rollouts = rollouts or TorchStopSampler(model, tokens, batch_size=None)  # one batch per step
     sync = getattr(rollouts, "sync_weights", None)
     for step in range(1, steps + 1):
         prompts, lengths, budgets, refs = draw()
