@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from methods.core.api import Benchmark, Metric
+from benchmarks.token_use import token_use_metric_docs, token_use_metrics
+from methods.core.api import Benchmark
 from methods.core.seeding import numpy_rng
 
 # Hub ids of the paper's evaluation sets and of the RL prompt pool: (id, config, split, problem, answer).
@@ -124,17 +125,10 @@ def score(responses: list[str], problems: list[MathProblem], lengths: torch.Tens
     """Accuracy by ``math-verify``, and token use (``lengths``: tokens per response)."""
     if len(responses) != len(problems) or len(lengths) != len(problems):
         raise ValueError(f"{len(responses)} responses / {len(lengths)} lengths for {len(problems)} problems")
-    right = torch.tensor([is_correct(text, p, end_think) for text, p in zip(responses, problems, strict=True)])
-    length = lengths.float()
-    accuracy = right.float().mean().item()
-    metrics = {"accuracy": accuracy, "mean_tokens": length.mean().item(),
-               "accuracy_per_1k_tokens": 1000.0 * accuracy / max(length.mean().item(), 1e-9),
-               "unfinished": float(sum(end_think not in t for t in responses)) / max(len(responses), 1)}
-    if right.any():
-        metrics["mean_tokens_correct"] = length[right].mean().item()
-    if (~right).any():
-        metrics["mean_tokens_wrong"] = length[~right].mean().item()
-    return metrics
+    right = torch.tensor([is_correct(text, p, end_think) for text, p in zip(responses, problems, strict=True)],
+                         dtype=torch.bool)
+    ended = torch.tensor([end_think in t for t in responses], dtype=torch.bool)
+    return token_use_metrics(right, lengths, ended)
 
 
 BENCHMARK = Benchmark(
@@ -143,12 +137,5 @@ BENCHMARK = Benchmark(
     data_args=MathReasoningArgs,
     load=load,
     score=score,
-    metrics=(
-        Metric("accuracy", True, "share of problems answered right (math-verify)"),
-        Metric("mean_tokens", False, "mean response length in tokens (thinking + answer)"),
-        Metric("mean_tokens_correct", False, "mean response length of right answers"),
-        Metric("mean_tokens_wrong", False, "mean response length of wrong answers"),
-        Metric("accuracy_per_1k_tokens", True, "accuracy divided by mean tokens, times 1000"),
-        Metric("unfinished", False, "share of responses that never ended thinking"),
-    ),
+    metrics=token_use_metric_docs("share of problems answered right (math-verify)"),
 )

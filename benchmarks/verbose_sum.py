@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from methods.core.api import Benchmark, Metric
+from benchmarks.token_use import token_use_metric_docs, token_use_metrics
+from methods.core.api import Benchmark
 from methods.core.seeding import numpy_rng
 
 PAD, BOS, THINK, END_THINK, EOS, WAIT = 0, 1, 2, 3, 4, 5
@@ -201,22 +202,7 @@ def score(responses: torch.Tensor, split: Split) -> dict[str, float]:
     if responses.shape[0] != len(split):
         raise ValueError(f"{responses.shape[0]} responses for {len(split)} problems")
     answer, length, ended = parse_responses(responses)
-    correct = answer == split.answers
-    length = length.float()
-    accuracy = correct.float().mean().item()
-    mean_tokens = length.mean().item()
-    metrics = {
-        "accuracy": accuracy,
-        "mean_tokens": mean_tokens,
-        "accuracy_per_1k_tokens": 1000.0 * accuracy / max(mean_tokens, 1e-9),
-        "unfinished": (~ended).float().mean().item(),
-    }
-    # Left out (not NaN) when no response falls in the group, so the leaderboard never averages a NaN.
-    if correct.any():
-        metrics["mean_tokens_correct"] = length[correct].mean().item()
-    if (~correct).any():
-        metrics["mean_tokens_wrong"] = length[~correct].mean().item()
-    return metrics
+    return token_use_metrics(answer == split.answers, length, ended)
 
 
 def minimal_tokens(split: Split) -> torch.Tensor:
@@ -230,12 +216,5 @@ BENCHMARK = Benchmark(
     data_args=VerboseSumArgs,
     load=load,
     score=score,
-    metrics=(
-        Metric("accuracy", True, "share of problems answered right"),
-        Metric("mean_tokens", False, "mean response length in tokens (thinking + answer)"),
-        Metric("mean_tokens_correct", False, "mean response length of right answers"),
-        Metric("mean_tokens_wrong", False, "mean response length of wrong answers"),
-        Metric("accuracy_per_1k_tokens", True, "accuracy divided by mean tokens, times 1000"),
-        Metric("unfinished", False, "share of responses that never ended thinking"),
-    ),
+    metrics=token_use_metric_docs("share of problems answered right"),
 )

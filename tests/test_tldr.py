@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.token_use import token_use_metrics
 from benchmarks.verbose_sum import (
     END_THINK,
     EOS,
@@ -74,6 +75,19 @@ def test_score_reads_the_token_after_end_of_thinking_and_fails_unfinished(data):
     metrics = score(responses, test)
     assert metrics["accuracy"] == 0.5 and metrics["unfinished"] == 0.5
     assert metrics["mean_tokens_correct"] == 4.0 and metrics["mean_tokens_wrong"] == 5.0
+
+
+def test_token_use_metrics_split_lengths_by_correctness_and_leave_out_empty_groups():
+    correct = torch.tensor([True, False, True, True])
+    m = token_use_metrics(correct, torch.tensor([10, 30, 20, 30]), torch.tensor([True, True, False, True]))
+    assert m["accuracy"] == 0.75 and m["mean_tokens"] == 22.5 and m["unfinished"] == 0.25
+    assert m["mean_tokens_correct"] == 20.0 and m["mean_tokens_wrong"] == 30.0
+    assert m["accuracy_per_1k_tokens"] == pytest.approx(1000 * 0.75 / 22.5)
+    yes = torch.ones(2, dtype=torch.bool)
+    all_right = token_use_metrics(yes, torch.tensor([4, 6]), yes)
+    assert "mean_tokens_wrong" not in all_right  # no NaN row for an empty group
+    with pytest.raises(ValueError, match="lengths"):
+        token_use_metrics(correct, torch.tensor([1, 2]), torch.ones(4, dtype=torch.bool))
 
 
 def test_ts_scale_one_is_identity_and_larger_scales_sharpen_the_stop_decision():
