@@ -304,6 +304,16 @@ def test_a_sequence_continues_from_the_named_arm_and_only_full_updates_can_forge
     assert steps == [3.0, 4.0]  # only task 2's rounds are run again
 
 
+def test_an_arm_can_train_its_later_tasks_for_its_own_number_of_rounds(tmp_path):
+    arms = {"full": {"module": "full", "lr": 5e-2},
+            "seq_full": {"module": "full", "mode": "multitask", "lr": 5e-2, "start_from": "full", "rounds": 3}}
+    rows = _run_federation(tmp_path, arms, target=2.0)  # suite rounds: 2; the target is never reached
+    steps = sorted({step for arm, metric, split, step, _ in rows if arm == "seq_full" and step is not None})
+    assert steps == [3.0, 4.0, 5.0]  # task 2: the arm's 3 rounds, after the 2 it inherited
+    final = {(arm, metric): value for arm, metric, split, step, value in rows if step is None and split == "test"}
+    assert final[("full", "rounds_to_target")] == 3.0  # never reached: the suite's rounds + 1
+
+
 def test_an_arm_that_stops_at_the_target_files_its_accuracy_apart(tmp_path):
     rows = _run_federation(tmp_path, {"fast": {"module": "head", "stop_at_target": True}}, target=0.0)
     final = {(metric, split): value for _arm, metric, split, step, value in rows if step is None}
@@ -330,6 +340,10 @@ def test_arm_options_for_other_modes_are_refused():
         ArmSpec(module="full", start_from="x")
     with pytest.raises(ValueError, match="federated arms only"):
         ArmSpec(module="head", mode="local", stop_at_target=True)
+    with pytest.raises(ValueError, match="never communicates"):
+        ArmSpec(module="head", mode="local", rounds=3)
+    with pytest.raises(ValueError, match=">= 0"):
+        ArmSpec(module="head", rounds=-1)
 
 
 def test_validation_split_is_stratified_and_disjoint_from_training():

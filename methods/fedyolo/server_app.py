@@ -130,11 +130,13 @@ class Federation:
         return score(preds, y, task.num_classes, task.client_label_dist if split == "test" else None)
 
     def run_federated(self, grid: Grid, nodes: dict[int, int], arm: str) -> None:
-        """FedAvg of the arm's module, ``rounds`` rounds per task. Each round: validation accuracy of every
-        task seen so far (step rows; the current task's decides ``rounds_to_target``). Test accuracy is
-        read after each task and at the end, and never decides anything."""
+        """FedAvg of the arm's module, ``rounds`` rounds per task (the arm's own, else the suite's). Each
+        round: validation accuracy of every task seen so far (step rows; the current task's decides
+        ``rounds_to_target``). Test accuracy is read after each task and at the end, and never decides
+        anything."""
         model, names = self.setup.build_model(arm)
         spec, cfg = self.setup.arms[arm], self.cfg
+        rounds = spec.rounds or cfg.rounds
         tasks = self.setup.arm_tasks(arm)
         params = dict(model.named_parameters())
         n_params = sum(params[n].numel() for n in names[tasks[0]])
@@ -152,7 +154,7 @@ class Federation:
             # the same client draws for every arm on a task, whichever arm it continues from
             sampler = numpy_rng(derive_seed("sampling", self.setup.seed, t))
             state = get_state(model, names[task])
-            for r in range(1, cfg.rounds + 1):
+            for r in range(1, rounds + 1):
                 global_round += 1
                 chosen = sorted(sampler.choice(len(nodes), cfg.clients_per_round, replace=False).tolist())
                 arrays = ArrayRecord(torch_state_dict={k: v.cpu() for k, v in state.items()})
@@ -169,7 +171,7 @@ class Federation:
                                 step=global_round)
                 if t == 0 and reached is None and val >= cfg.target_accuracy:
                     reached = r
-                self.log(f"{arm} {task} round {r}/{cfg.rounds}: validation accuracy {val:.3f}, "
+                self.log(f"{arm} {task} round {r}/{rounds}: validation accuracy {val:.3f}, "
                          f"{bits / 8e3:.1f} kB moved")
                 if spec.stop_at_target and reached is not None:
                     break
@@ -179,7 +181,7 @@ class Federation:
         self.record(arm, "bits_per_round", bits_total / global_round)
         final = {task: self._evaluate(model, task) for task in tasks}
         if len(tasks) == 1:
-            self.record(arm, "rounds_to_target", reached if reached is not None else cfg.rounds + 1)
+            self.record(arm, "rounds_to_target", reached if reached is not None else rounds + 1)
             split = "at_target" if spec.stop_at_target else "test"
             self.record(arm, "accuracy", final[tasks[0]]["accuracy"], split=split)
             self.record(arm, "client_accuracy", final[tasks[0]]["client_accuracy"], split=split)

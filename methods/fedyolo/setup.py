@@ -38,12 +38,19 @@ class ArmSpec:
     # federated only: end the arm once validation accuracy reaches the target (it measures rounds to
     # target, nothing after; its accuracy is then filed under split ``at_target``)
     stop_at_target: bool = False
+    # federated and multitask: rounds per task for this arm; 0 = the suite's ``rounds``. A task sequence
+    # continued with ``start_from`` trains only its later tasks, so this sets their phase's length
+    rounds: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ARM_MODES:
             raise ValueError(f"unknown arm mode '{self.mode}'; known: {', '.join(ARM_MODES)}")
         if self.stop_at_target and self.mode != "federated":
             raise ValueError(f"stop_at_target is for federated arms only (mode is '{self.mode}')")
+        if self.rounds < 0:
+            raise ValueError(f"rounds must be >= 0 (0 = the suite's rounds), got {self.rounds}")
+        if self.rounds and self.mode == "local":
+            raise ValueError("rounds is for federated and multitask arms (a local arm never communicates)")
         if self.start_from and self.mode != "multitask":
             raise ValueError(f"start_from is for multitask arms only (mode is '{self.mode}')")
         self.module_spec()
