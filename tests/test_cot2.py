@@ -17,7 +17,8 @@ from methods.cot2.fused import FusedSFTStep, sft_mixtures
 from methods.cot2.grpo import GRPOSettings, step_log_probs, train_grpo
 from methods.cot2.model import build_gpt2, embed_mixture, embed_tokens, logits
 from methods.cot2.optim import FlatAdamW
-from methods.cot2.sft import supervised_loss, top_beam_targets, train_epochs
+from methods.cot2.run import SFTArgs
+from methods.cot2.sft import lr_factor, supervised_loss, top_beam_targets, train_epochs
 
 SMALL_MNNS = mnns.MNNSArgs(num_digits=3, digit_low=1, digit_high=5)
 SMALL_GRAPH = prosqa.GraphArgs(depth=3, max_branch=2, num_node_tokens=32, num_train=64, num_test=32)
@@ -162,6 +163,42 @@ def test_fused_training_follows_the_autograd_training_path():
         models.append(model)
     for pa, pb in zip(models[0].parameters(), models[1].parameters(), strict=True):
         assert torch.allclose(pa, pb, atol=1e-4)
+
+
+def test_cosine_schedule_warms_up_decays_to_zero_and_both_training_paths_follow_it():
+    factor = lr_factor("cosine", steps=100, warmup=0.1)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0) and factor(99) < 1e-3
+    assert all(factor(s) >= factor(s + 1) for s in range(10, 99))
+    assert lr_factor("constant", 100, 0.0)(57) == 1.0
+    split = mnns.load(SMALL_MNNS, seed=0)["train"]
+    models, last_lr = [], []
+    for use_fused in (True, False):
+        torch.manual_seed(0)
+        model = build_gpt2(split.vocab_size, 7, 16, 1, 2)
+        opt = train_epochs(model, "csft", split, epochs=2, batch_size=16, lr=1e-3, weight_decay=0.01,
+                           generator=torch.Generator().manual_seed(0), use_fused=use_fused,
+                           lr_schedule="cosine", lr_warmup=0.2)
+        models.append(model)
+        last_lr.append(opt.lr)
+    for pa, pb in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-4)
+    torch.manual_seed(0)
+    constant = build_gpt2(split.vocab_size, 7, 16, 1, 2)
+    train_epochs(constant, "csft", split, epochs=2, batch_size=16, lr=1e-3, weight_decay=0.01,
+                 generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(next(constant.parameters()), next(models[0].parameters()))
+    assert last_lr[0] < 1e-3 * 0.05  # the fused path's optimiser ends near the bottom of the cosine
+
+
+@pytest.mark.parametrize("schedule, warmup, message", [
+    ("linear", 0.0, "unknown lr_schedule 'linear'"),
+    ("constant", 0.1, "lr_warmup needs lr_schedule: cosine"),
+    ("cosine", 1.0, r"lr_warmup is a fraction of the steps in \[0, 1\)"),
+])
+def test_bad_learning_rate_schedules_are_refused_when_the_config_is_read(schedule, warmup, message):
+    with pytest.raises(ValueError, match=message):
+        SFTArgs(lr_schedule=schedule, lr_warmup=warmup)
 
 
 def test_compiled_training_follows_the_eager_fused_path_and_a_short_batch_runs_eagerly():

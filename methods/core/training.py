@@ -23,7 +23,8 @@ class TrainConfig:
     log_every: int = 100
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, warmup: float):
+def cosine_factor(steps: int, warmup: float) -> Callable[[int], float]:
+    """Learning-rate multiplier at a 0-based step: linear warmup over ``warmup`` of ``steps``, then cosine to 0."""
     warm = max(1, int(warmup * steps))
 
     def factor(step: int) -> float:
@@ -31,7 +32,11 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, warmup: float)
             return (step + 1) / warm
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, steps - warm))))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return factor
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, warmup: float):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_factor(steps, warmup))
 
 
 def train(model: nn.Module, cfg: TrainConfig, loss_on: Callable[[torch.Tensor], torch.Tensor], n_train: int,

@@ -23,7 +23,7 @@ from methods.core.api import Family, RunContext
 from methods.cot2.decode import rollout_batched, step_entropy
 from methods.cot2.grpo import GRPOSettings, train_grpo
 from methods.cot2.model import build_gpt2
-from methods.cot2.sft import top_beam_targets, train_epochs
+from methods.cot2.sft import lr_factor, top_beam_targets, train_epochs
 
 
 @dataclass
@@ -47,6 +47,11 @@ class SFTArgs(ModelArgs):
     weight_decay: float = 0.01  # torch AdamW default, as the official optimiser
     top_beams: int = 0  # CSFT only: > 0 builds targets from the B best traces (MNNS)
     compile_step: bool = False  # torch.compile the fused step: pays off for long runs (~10 CPU-s compile)
+    lr_schedule: str = "constant"  # "constant" (official) or "cosine": warmup then cosine decay to 0
+    lr_warmup: float = 0.0  # cosine only: warmup as a fraction of all optimiser steps
+
+    def __post_init__(self) -> None:
+        lr_factor(self.lr_schedule, 1, self.lr_warmup)  # a bad schedule fails when the config is read
 
 
 @dataclass
@@ -149,7 +154,8 @@ def _train_sft(ctx: RunContext, family: str):
 
     train_epochs(model, SUPERVISION[family], train, epochs=args.epochs, batch_size=args.batch_size,
                  lr=args.lr, weight_decay=args.weight_decay,
-                 generator=_generator(ctx), targets=targets, on_epoch=on_epoch, compile_step=args.compile_step)
+                 generator=_generator(ctx), targets=targets, on_epoch=on_epoch, compile_step=args.compile_step,
+                 lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup)
     return model, test, decode
 
 

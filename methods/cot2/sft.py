@@ -17,12 +17,31 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.reasoning import ReasoningSplit
+from methods.core.training import cosine_factor
 from methods.cot2 import fused
 from methods.cot2.decode import check_generator
 from methods.cot2.model import embed_mixture, embed_tokens, logits
 from methods.cot2.optim import FlatAdamW
 
 SUPERVISIONS = ("no_cot", "discrete", "csft")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, steps: int, warmup: float) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate at a 0-based optimiser step.
+
+    ``constant`` is the official code's schedule (``warmup`` must be 0); ``cosine`` warms up linearly over
+    the fraction ``warmup`` of ``steps`` and decays to 0 (the suite's shared schedule).
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule '{schedule}'; known: {', '.join(LR_SCHEDULES)}")
+    if not 0.0 <= warmup < 1.0:
+        raise ValueError(f"lr_warmup is a fraction of the steps in [0, 1), got {warmup}")
+    if schedule == "constant":
+        if warmup:
+            raise ValueError("lr_warmup needs lr_schedule: cosine (the constant schedule has no warmup)")
+        return lambda step: 1.0
+    return cosine_factor(steps, warmup)
 
 
 def top_beam_targets(split: ReasoningSplit, beams: int) -> torch.Tensor:
@@ -63,8 +82,10 @@ def supervised_loss(model, kind: str, prompt: torch.Tensor, answer: torch.Tensor
 def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_size: int, lr: float,
                  weight_decay: float, generator: torch.Generator, targets: torch.Tensor | None = None,
                  on_epoch: Callable[[int, float], None] | None = None, use_fused: bool = True,
-                 compile_step: bool = False) -> FlatAdamW:
-    """Shuffled minibatch epochs with AdamW at a constant learning rate (as the official code).
+                 compile_step: bool = False, lr_schedule: str = "constant", lr_warmup: float = 0.0) -> FlatAdamW:
+    """Shuffled minibatch epochs with AdamW, at a constant learning rate (as the official code) by default.
+
+    ``lr_schedule="cosine"`` (with ``lr_warmup``, a fraction of all steps) follows ``lr_factor`` per step.
 
     Without dropout a step is ``fused.FusedSFTStep`` (hand-derived backward, same maths as
     ``supervised_loss``); with dropout (or ``use_fused=False``) it is ``supervised_loss`` + autograd.
@@ -74,11 +95,13 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
         raise ValueError(f"unknown supervision '{kind}'; known: {', '.join(SUPERVISIONS)}")
     device = split.device
     check_generator(generator, device)
+    n = len(split)
+    factor = lr_factor(lr_schedule, epochs * -(-n // batch_size), lr_warmup)
     model.train()
     opt = FlatAdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     targets = split.step_targets if targets is None else targets
     entropy = -(targets * targets.clamp_min(1e-12).log()).sum(-1).sum(1)
-    n = len(split)
+    updates = 0
     step = fused.FusedSFTStep(model, opt, compile_step) if use_fused and fused.supports(model) else None
     if compile_step and step is None:
         raise ValueError("compile_step needs the fused step: dropout 0 and use_fused=True")
@@ -92,6 +115,8 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
             # one gather per epoch; minibatches are then contiguous slices (views, no per-step copies)
             X, Y = X_all.index_select(0, order), Y_all.index_select(0, order)
             for start in range(0, n, batch_size):
+                opt.lr = lr * factor(updates)
+                updates += 1
                 total += step(X[start: start + batch_size], Y[start: start + batch_size])
             if kind == "csft":  # the loss is a KL: subtract the targets' entropy (batch means), once
                 batch_of = torch.arange(n, device=device) // batch_size
@@ -107,7 +132,8 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
                                        None if ent is None else ent[start:end])
                 opt.zero_grad()
                 loss.backward()
-                opt.step()
+                opt.step(lr * factor(updates))
+                updates += 1
                 total += loss.detach()
         if on_epoch is not None:
             on_epoch(epoch, float(total) / -(-n // batch_size))
