@@ -96,7 +96,8 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
     device = split.device
     check_generator(generator, device)
     n = len(split)
-    factor = lr_factor(lr_schedule, epochs * -(-n // batch_size), lr_warmup)
+    batches = -(-n // batch_size)  # per epoch, the last one short
+    factor = lr_factor(lr_schedule, epochs * batches, lr_warmup)
     model.train()
     opt = FlatAdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     targets = split.step_targets if targets is None else targets
@@ -120,7 +121,7 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
                 total += step(X[start: start + batch_size], Y[start: start + batch_size])
             if kind == "csft":  # the loss is a KL: subtract the targets' entropy (batch means), once
                 batch_of = torch.arange(n, device=device) // batch_size
-                total -= (torch.zeros(-(-n // batch_size), device=device).index_add_(0, batch_of, entropy[order])
+                total -= (torch.zeros(batches, device=device).index_add_(0, batch_of, entropy[order])
                           / torch.bincount(batch_of)).sum()
         else:
             prompt, answer, trace = split.prompt[order], split.answer[order], split.trace[order]
@@ -132,10 +133,11 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
                                        None if ent is None else ent[start:end])
                 opt.zero_grad()
                 loss.backward()
-                opt.step(lr * factor(updates))
+                opt.lr = lr * factor(updates)
                 updates += 1
+                opt.step()
                 total += loss.detach()
         if on_epoch is not None:
-            on_epoch(epoch, float(total) / -(-n // batch_size))
+            on_epoch(epoch, float(total) / batches)
             model.train()
     return opt
