@@ -337,5 +337,13 @@ methods:
         job.inputs = {k: str(tmp_path / v) for k, v in job.inputs.items()}
         run_job(job)
     rows = pd.read_parquet(tmp_path / jobs[-1].out / "metrics.parquet")
-    assert {"accuracy", "token_entropy", "train_reward"} <= set(rows["metric"])
+    assert {"accuracy", "token_entropy", "train_reward", "answer_mode_share", "majority_answer_share"} <= set(
+        rows["metric"])
     assert (tmp_path / jobs[0].out / "model.pt").is_file()
+
+
+def test_mode_share_flags_a_constant_answer():
+    from methods.cot2.run import mode_share
+
+    assert mode_share(torch.tensor([3, 3, 3, 3])) == 1.0
+    assert mode_share(torch.tensor([1, 2, 2, 5])) == 0.5

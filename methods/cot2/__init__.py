@@ -13,6 +13,8 @@ METHOD = Method(
     run_stage=run_stage,
     metrics=(
         Metric("token_entropy", False, "mean entropy (nats) of the policy's distribution at CoT step `step`"),
+        Metric("answer_mode_share", False, "share of test predictions that are the one most common answer"),
+        Metric("majority_answer_share", False, "share of test examples whose gold answer is the most common one"),
         Metric("train_loss", False, "supervised training loss per epoch"),
         Metric("train_reward", True, "GRPO mean rollout reward per step"),
     ),

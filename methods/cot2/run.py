@@ -125,6 +125,10 @@ def evaluate(ctx: RunContext, model, test: ReasoningSplit, decode: str, *, k: in
         return acc
     for t, h in enumerate(step_entropy(out.step_probs).tolist(), start=1):
         ctx.record("token_entropy", h, split="test", step=t)
+    # a policy that ignores its input and gives one answer scores this share of the test set: accuracy at
+    # answer_mode_share == majority_answer_share is a collapsed policy, not a learned one
+    ctx.record("answer_mode_share", mode_share(out.answer), split="test")
+    ctx.record("majority_answer_share", mode_share(test.answer), split="test")
     if args.pass_k and decode in ("greedy", "sample") or (args.pass_k and decode == "mts" and k == 1):
         reps = test.prompt.repeat_interleave(args.pass_k, 0)
         draws = rollout_batched(model, reps, S, "sample", batch_size=args.eval_batch, generator=gen)
@@ -134,6 +138,11 @@ def evaluate(ctx: RunContext, model, test: ReasoningSplit, decode: str, *, k: in
                    target=test.vocab[int(test.answer[i])], prediction=test.vocab[int(out.answer[i])],
                    decode=decode)
     return acc
+
+
+def mode_share(answers: torch.Tensor) -> float:
+    """Share of ``answers`` equal to their most common value."""
+    return float(answers.unique(return_counts=True)[1].max()) / len(answers)
 
 
 def _train_sft(ctx: RunContext, family: str):
