@@ -73,10 +73,15 @@ def supervised_loss(model, kind: str, prompt: torch.Tensor, answer: torch.Tensor
         # KL(alpha* || p) = -H(alpha*) - sum alpha* log p; H(alpha*) has no gradient, so it is passed in
         # (``target_entropy``) or computed here, which keeps the loss value a true KL.
         if target_entropy is None:
-            target_entropy = -(targets * targets.clamp_min(1e-12).log()).sum(-1).sum(1)
+            target_entropy = trace_entropy(targets)
         cross = -(targets.flatten(1) * logp[:, :S].flatten(1)).sum(1)
         return (cross - target_entropy).mean() + F.nll_loss(logp[:, S], answer)
     raise ValueError(f"unknown supervision '{kind}'; known: {', '.join(SUPERVISIONS)}")
+
+
+def trace_entropy(targets: torch.Tensor) -> torch.Tensor:
+    """(n, S, V) step targets -> (n,) entropy of each example's targets, summed over steps (nats)."""
+    return -(targets * targets.clamp_min(1e-12).log()).sum(-1).sum(1)
 
 
 def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_size: int, lr: float,
@@ -101,8 +106,11 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
     model.train()
     opt = FlatAdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     targets = split.step_targets if targets is None else targets
-    entropy = -(targets * targets.clamp_min(1e-12).log()).sum(-1).sum(1)
-    updates = 0
+    entropy = trace_entropy(targets) if kind == "csft" else None
+
+    def set_lr(epoch: int, start: int) -> None:  # the optimiser step about to be taken, counted from 0
+        opt.lr = lr * factor((epoch - 1) * batches + start // batch_size)
+
     step = fused.FusedSFTStep(model, opt, compile_step) if use_fused and fused.supports(model) else None
     if compile_step and step is None:
         raise ValueError("compile_step needs the fused step: dropout 0 and use_fused=True")
@@ -116,8 +124,7 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
             # one gather per epoch; minibatches are then contiguous slices (views, no per-step copies)
             X, Y = X_all.index_select(0, order), Y_all.index_select(0, order)
             for start in range(0, n, batch_size):
-                opt.lr = lr * factor(updates)
-                updates += 1
+                set_lr(epoch, start)
                 total += step(X[start: start + batch_size], Y[start: start + batch_size])
             if kind == "csft":  # the loss is a KL: subtract the targets' entropy (batch means), once
                 batch_of = torch.arange(n, device=device) // batch_size
@@ -133,8 +140,7 @@ def train_epochs(model, kind: str, split: ReasoningSplit, *, epochs: int, batch_
                                        None if ent is None else ent[start:end])
                 opt.zero_grad()
                 loss.backward()
-                opt.lr = lr * factor(updates)
-                updates += 1
+                set_lr(epoch, start)
                 opt.step()
                 total += loss.detach()
         if on_epoch is not None:
