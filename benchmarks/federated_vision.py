@@ -56,6 +56,10 @@ class FederatedVisionArgs:
     # mnist1d: > 0 generates the source task from its own set of this many examples (another seed), as a
     # hub backbone is pretrained on far more data than federation sees; 0: the source digits of the same set
     source_samples: int = 0
+    # mnist1d: > 0 pretrains on this many classes of random 12-point templates (mnist1d's transforms, none of
+    # the digits), a broad source like a hub backbone's instead of five digits; examples: source_samples or
+    # num_samples. 0: digits below source_classes
+    source_templates: int = 0
     num_clients: int = 10
     dirichlet_alpha: float = 0.5
     min_partition_size: int = 10
@@ -98,10 +102,25 @@ class FederatedData:
 
 # --- MNIST-1D, generated offline --------------------------------------------------------------------
 
-def generate_mnist1d(num_samples: int, seed: int) -> dict[str, np.ndarray]:
-    """mnist1d's own generator (never its download). It seeds NumPy's global RNG itself, so the
-    global state is saved and restored around it; the result is cached under results/cache."""
-    key = hashlib.sha256(json.dumps([num_samples, seed]).encode()).hexdigest()[:16]
+def random_templates(num_classes: int, seed: int) -> dict[str, np.ndarray]:
+    """``num_classes`` random 12-point templates in mnist1d's template format: interior points uniform on
+    [2.5, 7.5] between end points at 5 (the digits span 2.6-7), then whitened and shifted to start at 0
+    exactly as mnist1d's ``get_templates`` does with its ten digits."""
+    rng = numpy_rng(derive_seed("source-templates", seed))
+    x = np.full((num_classes, 12), 5.0)
+    x[:, 1:-1] = rng.uniform(2.5, 7.5, size=(num_classes, 10))
+    x -= x.mean(1, keepdims=True)
+    x /= x.std(1, keepdims=True)
+    x -= x[:, :1]
+    return {"x": x / 6.0, "t": np.linspace(-5, 5, 12) / 6.0, "y": np.arange(num_classes)}
+
+
+def generate_mnist1d(num_samples: int, seed: int, templates: int = 0) -> dict[str, np.ndarray]:
+    """mnist1d's own generator (never its download), of its ten digits or (``templates`` > 0) of that many
+    random template classes. It seeds NumPy's global RNG itself, so the global state is saved and
+    restored around it; the result is cached under results/cache."""
+    key = hashlib.sha256(json.dumps([num_samples, seed] + ([templates] if templates else []))
+                         .encode()).hexdigest()[:16]
     path = Path(CACHE_ROOT) / "data" / f"mnist1d_{key}.npz"
     if path.is_file():
         with np.load(path) as blob:
@@ -112,7 +131,7 @@ def generate_mnist1d(num_samples: int, seed: int) -> dict[str, np.ndarray]:
     args.num_samples, args.seed = num_samples, seed
     state = np.random.get_state()
     try:
-        raw = make_dataset(args)
+        raw = make_dataset(args, random_templates(templates, seed) if templates else None)
     finally:
         np.random.set_state(state)
     out = {k: np.asarray(raw[k]) for k in ("x", "y", "x_test", "y_test")}
@@ -145,6 +164,13 @@ def mnist1d_tasks(args: FederatedVisionArgs, seed: int) -> tuple[TaskData, list[
     if args.source_samples > 0:  # same digits and input scaling, examples of their own
         big = generate_mnist1d(args.source_samples, derive_seed("source-set", seed) % (2**31))
         src = _digits_below(k, "source", big, mean, std)
+    if args.source_templates > 0:  # classes of shapes none of the tasks use, examples of their own
+        n = args.source_templates
+        if n < 2:
+            raise ValueError(f"source_templates must be 0 or at least 2, got {n}")
+        shapes = generate_mnist1d(args.source_samples or args.num_samples,
+                                  derive_seed("source-set", seed) % (2**31), templates=n)
+        src = _digits_below(n, "source", shapes, mean, std)
     upper, upper_t = y >= k, yt >= k
     perm = numpy_rng(derive_seed("label-permutation", seed)).permutation(10 - k)
     time_order = numpy_rng(derive_seed("time-permutation", seed)).permutation(x.shape[-1])

@@ -410,3 +410,51 @@ def test_tuning_probe_parses_trials_and_scores_validation_only_repeatably(tmp_pa
     curve = fedavg_trial(setup.data, Path(setup.backbone), spec, rounds=2, batch_size=8, seed=1)
     assert len(curve) == 2 and all(0.0 <= v <= 1.0 for v in curve)
     assert curve == fedavg_trial(setup.data, Path(setup.backbone), spec, rounds=2, batch_size=8, seed=1)
+
+
+def test_random_templates_are_seeded_mnist1d_style_shapes_none_of_them_a_digit():
+    from mnist1d.data import get_templates
+
+    import benchmarks.federated_vision as fv
+
+    t = fv.random_templates(30, seed=4)
+    assert t["x"].shape == (30, 12) and t["y"].tolist() == list(range(30))
+    assert np.allclose(t["x"][:, 0], 0)  # shifted to start at 0, as mnist1d's digits
+    assert np.allclose((t["x"] * 6).std(1), 1)  # whitened, then scaled by 1/6
+    assert np.array_equal(t["x"], fv.random_templates(30, seed=4)["x"])
+    assert not np.array_equal(t["x"], fv.random_templates(30, seed=5)["x"])
+    digits = get_templates()["x"]
+    assert np.abs(t["x"][:, None] - digits[None]).max(-1).min() > 0.05  # no template is a digit
+
+
+def test_source_templates_pretrain_on_classes_of_their_own_and_leave_the_tasks_alone(monkeypatch):
+    import benchmarks.federated_vision as fv
+
+    calls = []
+
+    def fake(n, seed, templates=0):  # n examples (and n // 2 test ones) of 10 digits or of `templates` classes
+        calls.append((n, templates))
+        rng, y = np.random.default_rng(seed), np.arange(n) % (templates or 10)
+        return {"x": rng.normal(size=(n, 40)), "y": y, "x_test": rng.normal(size=(n // 2, 40)), "y_test": y[: n // 2]}
+
+    monkeypatch.setattr(fv, "generate_mnist1d", fake)
+    _, digit_tasks = fv.mnist1d_tasks(FederatedVisionArgs(num_samples=200, tasks=["upper", "upper_permuted"]), 3)
+    src, tasks = fv.mnist1d_tasks(FederatedVisionArgs(num_samples=200, source_templates=8,
+                                                      tasks=["upper", "upper_permuted"]), 3)
+    assert calls[-1] == (200, 8) and src.num_classes == 8 and set(src.y_train.tolist()) == set(range(8))
+    assert len(src.y_train) == 200  # every example of the template set: none is held out for a task
+    for a, b in zip(digit_tasks, tasks, strict=True):
+        assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train)
+    with pytest.raises(ValueError, match="source_templates"):
+        fv.mnist1d_tasks(FederatedVisionArgs(num_samples=200, source_templates=1), 3)
+
+
+def test_mnist1d_generates_template_classes_through_its_own_transforms(tmp_path, monkeypatch):
+    import benchmarks.federated_vision as fv
+
+    monkeypatch.setattr(fv, "CACHE_ROOT", str(tmp_path))
+    raw = fv.generate_mnist1d(120, seed=2, templates=6)
+    assert raw["x"].shape == (96, 40) and set(raw["y"].tolist()) == set(range(6))
+    again = fv.generate_mnist1d(120, seed=2, templates=6)  # from the cache
+    assert np.array_equal(raw["x"], again["x"])
+    assert not np.array_equal(fv.generate_mnist1d(120, seed=2)["x"], raw["x"])  # digits are cached apart

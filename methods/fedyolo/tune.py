@@ -97,10 +97,12 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=PretrainArgs.d_model, help="TinyViT width (scale probe)")
     parser.add_argument("--n-layers", type=int, default=PretrainArgs.n_layers)
     parser.add_argument("--source-samples", type=int, help="override data.source_samples (backbone probe)")
+    parser.add_argument("--source-templates", type=int, help="override data.source_templates (backbone probe)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     bench = yaml.safe_load(open(args.config))["methods"]["fedyolo"]["benchmarks"]["federated_vision"]
-    data_cfg = dict(bench["data"], **({} if args.source_samples is None else {"source_samples": args.source_samples}))
+    overrides = {"source_samples": args.source_samples, "source_templates": args.source_templates}
+    data_cfg = dict(bench["data"], **{k: v for k, v in overrides.items() if v is not None})
     data_args = build_args(FederatedVisionArgs, data_cfg, "data")
     data = load(data_args, data_seed(0, "federated_vision", args.replicate))
     batch = int(bench["variants"]["suite"].get("batch_size", 32))
