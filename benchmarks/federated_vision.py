@@ -159,18 +159,18 @@ def mnist1d_tasks(args: FederatedVisionArgs, seed: int) -> tuple[TaskData, list[
     k = args.source_classes
     if not 1 <= k <= 9:
         raise ValueError(f"source_classes must be in 1..9, got {k}")
+    n = args.source_templates
+    if n < 0 or n == 1:
+        raise ValueError(f"source_templates must be 0 or at least 2, got {n}")
     lower = _digits_below(k, "lower", raw, mean, std)
-    src = TaskData("source", k, lower.x_train, lower.y_train, lower.x_test, lower.y_test)
-    if args.source_samples > 0:  # same digits and input scaling, examples of their own
-        big = generate_mnist1d(args.source_samples, derive_seed("source-set", seed) % (2**31))
-        src = _digits_below(k, "source", big, mean, std)
-    if args.source_templates > 0:  # classes of shapes none of the tasks use, examples of their own
-        n = args.source_templates
-        if n < 2:
-            raise ValueError(f"source_templates must be 0 or at least 2, got {n}")
-        shapes = generate_mnist1d(args.source_samples or args.num_samples,
-                                  derive_seed("source-set", seed) % (2**31), templates=n)
+    source_seed = derive_seed("source-set", seed) % (2**31)
+    if n:  # classes of shapes none of the tasks use, examples of their own (source_samples: how many)
+        shapes = generate_mnist1d(args.source_samples or args.num_samples, source_seed, templates=n)
         src = _digits_below(n, "source", shapes, mean, std)
+    elif args.source_samples > 0:  # same digits and input scaling, examples of their own
+        src = _digits_below(k, "source", generate_mnist1d(args.source_samples, source_seed), mean, std)
+    else:
+        src = TaskData("source", k, lower.x_train, lower.y_train, lower.x_test, lower.y_test)
     upper, upper_t = y >= k, yt >= k
     perm = numpy_rng(derive_seed("label-permutation", seed)).permutation(10 - k)
     time_order = numpy_rng(derive_seed("time-permutation", seed)).permutation(x.shape[-1])
