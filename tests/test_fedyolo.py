@@ -22,6 +22,7 @@ from benchmarks.federated_vision import (
     read_cifar,
     score,
 )
+from methods.fedyolo.local import predict, train_epochs
 from methods.fedyolo.modules import MODULE_KINDS, ModuleSpec, attach, get_state, set_state, set_trainable
 from methods.fedyolo.vit import TinyViTConfig, load_hf_vit, load_tiny_vit, save_tiny_vit, tiny_vit_classifier
 
@@ -141,6 +142,27 @@ def test_training_a_module_changes_only_its_parameters():
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
     trained = get_state(model, names)
     assert set(trained) == set(names) and any(not torch.equal(trained[n], start[n]) for n in names)
+
+
+def test_local_training_runs_in_the_jobs_precision_and_float32_is_unchanged():
+    """The config's dtype reaches the client's forward pass (bf16 autocast); float32 is the plain path."""
+    x, y = torch.randn(24, 1, 16), torch.randint(0, 3, (24,))
+    results = {}
+    for dtype in (None, torch.float32, torch.bfloat16):
+        torch.manual_seed(0)
+        model = tiny_vit_classifier(TINY_VIT)
+        names = attach(model, "t", 3, ModuleSpec("lora"), gen())
+        params = set_trainable(model, names)
+        kwargs = {} if dtype is None else {"dtype": dtype}
+        seen = []
+        hook = model.blocks[0].attn.q_proj.register_forward_hook(lambda m, i, out, seen=seen: seen.append(out.dtype))
+        loss = train_epochs(model, "t", x, y, params, 1, 8, 1e-2, 0.0, gen(), torch.device("cpu"), **kwargs)
+        preds = predict(model, "t", x, torch.device("cpu"), **kwargs)
+        hook.remove()
+        assert set(seen) == {dtype or torch.float32} and np.isfinite(loss) and preds.shape == (24,)
+        results[dtype] = (loss, get_state(model, names))
+    assert results[None][0] == results[torch.float32][0]
+    assert all(torch.equal(results[None][1][n], results[torch.float32][1][n]) for n in results[None][1])
 
 
 def test_per_task_modules_leave_earlier_tasks_untouched_while_full_updates_do_not():

@@ -45,10 +45,10 @@ def make_client_app(setup: Setup) -> ClientApp:
         params = set_trainable(model, names[task_name])
         generator = torch.Generator().manual_seed(int(config["seed"]))
         loss = train_epochs(model, task_name, x, y, params, int(config["epochs"]), setup.batch_size,
-                            float(config["lr"]), float(config["weight-decay"]), generator, device)
+                            float(config["lr"]), float(config["weight-decay"]), generator, device, setup.dtype)
         metrics = {"num-examples": len(y), "train-loss": loss}
         if bool(config["evaluate"]):
-            preds = predict(model, task_name, task.x_test, device, setup.eval_batch_size)
+            preds = predict(model, task_name, task.x_test, device, setup.eval_batch_size, setup.dtype)
             metrics.update(score(preds, task.y_test, task.num_classes,
                                  task.client_label_dist[partition:partition + 1]))
             arrays = ArrayRecord()

@@ -72,8 +72,8 @@ def run_stage(ctx: RunContext) -> None:
     model.to(ctx.device)
     for epoch in range(1, args.epochs + 1):
         loss = train_epochs(model, "source", src.x_train, src.y_train, params, 1, args.batch_size, args.lr,
-                            args.weight_decay, generator, ctx.device)
-        acc = (predict(model, "source", src.x_test, ctx.device) == src.y_test).float().mean().item()
+                            args.weight_decay, generator, ctx.device, ctx.dtype)
+        acc = (predict(model, "source", src.x_test, ctx.device, dtype=ctx.dtype) == src.y_test).float().mean().item()
         ctx.log(f"pretrain epoch {epoch}/{args.epochs}: loss {loss:.3f}, source test accuracy {acc:.3f}")
     save_tiny_vit(model.cpu(), ctx.out_dir / CHECKPOINT)
 
@@ -107,7 +107,8 @@ def run(ctx: RunContext) -> None:
     else:
         raise ConfigError("variant 'suite' needs `after: pretrain` or a `backbone` (hub id or local path)")
     setup = Setup(data=data, backbone=backbone, backbone_kind=kind, arms=arms, seed=ctx.seed,
-                  batch_size=args.batch_size, device=str(ctx.device), threads=torch.get_num_threads())
+                  batch_size=args.batch_size, device=str(ctx.device), dtype=ctx.dtype,
+                  threads=torch.get_num_threads())
     job_variant = ctx.variant
 
     def record(arm: str, metric: str, value: float, split: str = "test", step: float | None = None) -> None:

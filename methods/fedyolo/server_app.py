@@ -126,7 +126,7 @@ class Federation:
         x, y = (task.x_val, task.y_val) if split == "val" else (task.x_test, task.y_test)
         if x is None:
             raise ValueError(f"task '{task_name}' has no validation split (set val_fraction > 0)")
-        preds = predict(model, task_name, x, self.device, self.setup.eval_batch_size)
+        preds = predict(model, task_name, x, self.device, self.setup.eval_batch_size, self.setup.dtype)
         return score(preds, y, task.num_classes, task.client_label_dist if split == "test" else None)
 
     def run_federated(self, grid: Grid, nodes: dict[int, int], arm: str) -> None:

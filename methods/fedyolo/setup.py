@@ -69,6 +69,7 @@ class Setup:
     seed: int
     batch_size: int = 32
     device: str = "cpu"
+    dtype: torch.dtype = torch.float32  # autocast precision of local training and evaluation
     threads: int = 1
     eval_batch_size: int = 512
     _cache: dict = field(default_factory=dict, repr=False)
