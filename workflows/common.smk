@@ -39,6 +39,12 @@ wildcard_constraints:
     replicate=r"\d+",
 
 
+# Benchmarks whose runs start first (`run_first: true`, long jobs): rule run_first takes them, rule run
+# the rest. The split is by the benchmark wildcard because Snakemake's priorities are per rule.
+FIRST = sorted({name for method in config["methods"].values()
+                for name, block in method["benchmarks"].items() if block.get("run_first")})
+FIRST_BENCHMARK = "|".join(FIRST) or "(?!)"  # (?!) matches nothing
+OTHER_BENCHMARK = rf"(?!(?:{FIRST_BENCHMARK})/)[a-z][a-z0-9_]*"
 RUN_DIR = "results/runs/{scale}/{benchmark}/{method}/{name}/seed{replicate}"
 STAGE_DIR = "results/cache/{scale}/{benchmark}/{method}/{name}/{hash}/seed{replicate}"
 

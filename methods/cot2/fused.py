@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from methods.core.seeding import inductor_follows_determinism
 from methods.cot2.optim import FlatAdamW
 
 _native_ln = torch.native_layer_norm
@@ -66,6 +67,8 @@ class FusedSFTStep:
         self.hd = self.d // self.H
         self.scale = self.hd ** -0.5
         self._mask: dict[tuple[int, torch.device], torch.Tensor] = {}
+        if compile:
+            inductor_follows_determinism()
         self._compiled = torch.compile(self._loss_and_grad, dynamic=False) if compile else None
         self.compiled_batch: int | None = None  # compiled steps take one batch size; others run eagerly
 
