@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The GPU checks the open issues ask for, in one lease of one CUDA machine, through the suite's own code:
-#   1. CoT2 (issue 6): methods.cot2.speed at the official MNNS size and the paper's graph-task size, then the
-#      paper-profile MNNS SFT jobs (config/paper.yaml sizes, a few epochs) one at a time on an idle GPU.
+#   1. CoT2 (issue 6): methods.cot2.speed at the official MNNS size and the paper's graph-task size, on an
+#      idle GPU.
 #   2. in parallel, two Snakemake runs on the shared GPU:
-#      a. the paper spot check (issue 3): SSA fine-tune of a GPT-2 124M-architecture model in bf16 and the
-#         MQAR grid of config/paper.yaml, reduced (workflows/scripts/gpu_paper_check.py);
+#      a. the paper spot check (workflows/scripts/gpu_paper_check.py): SSA fine-tune of a GPT-2
+#         124M-architecture model in bf16 first (issue 3), the paper-profile MNNS SFT jobs for a few epochs
+#         (issue 6), and the MQAR grid of config/paper.yaml, reduced (issue 3);
 #      b. FedYolo's smoke grid (issue 9) with --config device=cuda dtype=bfloat16, in a copy of the checkout
 #         (one Snakemake per working directory).
 # Prints a report; the tables, logs and manifests go to $OUT (default /tmp/gpu_checks) as two archives.
@@ -41,42 +42,7 @@ command -v python >/dev/null || { mkdir -p /tmp/site/bin; ln -sf "$(command -v "
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 nproc
-$PY - <<'EOF'
-import importlib.metadata as md
-import torch
-print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
-for name in ("transformers", "snakemake", "mambapy", "flwr", "ray", "flwr-datasets", "mnist1d", "datasets"):
-    try:
-        print(f"  {name} {md.version(name)}")
-    except md.PackageNotFoundError:
-        print(f"  {name} absent")
-EOF
-
-summarise_runs() {  # every finished job under $1/results/runs: wall time, peak GPU memory, its final test rows
-    $PY - "$1" <<'EOF'
-import json, sys
-from pathlib import Path
-import pandas as pd
-KEEP = {"accuracy", "perplexity", "bits_total", "forgetting", "rounds_to_target", "tokens_per_second",
-        "extra_parameter_fraction", "passkey_accuracy", "client_accuracy"}
-rows = []
-for manifest in sorted(Path(sys.argv[1], "results/runs").rglob("manifest.json")):
-    m = json.loads(manifest.read_text())
-    job = m["job"]
-    row = {"benchmark": job["benchmark"], "variant": job.get("name"), "device": m["environment"].get("device_name"),
-           "wall_s": round(m["wall_seconds"], 1), "peak_cuda_mb": m.get("peak_cuda_mb")}
-    metrics_file = manifest.parent / "metrics.parquet"
-    if metrics_file.exists():
-        metrics = pd.read_parquet(metrics_file)
-        final = metrics[metrics["step"].isna() & metrics["metric"].isin(KEEP)]
-        for (split, metric), value in final.groupby(["split", "metric"])["value"].mean().items():
-            if split.startswith("test") or split == "val" and metric == "perplexity":
-                row[f"{metric}:{split}"] = round(float(value), 4)
-    rows.append(row)
-pd.set_option("display.width", 250, "display.max_rows", 300, "display.max_columns", 40)
-print(pd.DataFrame(rows).to_string(index=False) if rows else "no finished job")
-EOF
-}
+$PY workflows/scripts/gpu_report.py versions transformers snakemake mambapy flwr ray flwr-datasets mnist1d datasets
 
 echo "== 1. CoT2 timing on an idle GPU (issue 6)"
 timeout 90 $PY -m methods.cot2.speed --device "$DEVICE" --epochs 3 --grpo-steps 20 2>&1 | tail -8
@@ -114,9 +80,9 @@ wait $fed_pid
 nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader || true
 
 echo "== jobs finished (paper check)"
-summarise_runs "$REPO"
+$PY workflows/scripts/gpu_report.py runs "$REPO"
 echo "== jobs finished (fedyolo smoke)"
-summarise_runs /tmp/fedrepo
+$PY workflows/scripts/gpu_report.py runs /tmp/fedrepo
 tail -5 "$LOGS/fedyolo_snakemake.log"
 grep -h -E "round|error|Error" /tmp/fedrepo/results/logs/smoke/federated_vision/fedyolo/suite/seed0.log 2>/dev/null | tail -15
 for root in "$REPO" /tmp/fedrepo; do  # the claims table, where the DAG got as far as its leaderboard

@@ -15,17 +15,7 @@ PY=${PYTHON:-python3}
 
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-$PY - <<'EOF'
-import importlib.metadata as md
-import torch
-print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(),
-      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
-for name in ("transformers", "snakemake", "tabpfn", "mambapy", "peft", "flwr", "ray", "vllm", "lm_eval"):
-    try:
-        print(f"  {name} {md.version(name)}")
-    except md.PackageNotFoundError:
-        print(f"  {name} absent")
-EOF
+$PY workflows/scripts/gpu_report.py versions transformers snakemake tabpfn mambapy peft flwr ray vllm lm_eval
 
 ONLY=${1:-}
 if [ -z "$ONLY" ]; then
@@ -47,20 +37,7 @@ timeout "$SMOKE_TIMEOUT" snakemake --cores "$CORES" --rerun-incomplete --keep-go
 rc=$?
 echo "snakemake exit $rc after $(( $(date +%s) - start )) s"
 tail -5 results/gpu_smoke_snakemake.log
-$PY - <<'EOF'
-import json
-from pathlib import Path
-import pandas as pd
-rows = []
-for manifest in Path("results/runs").rglob("manifest.json"):
-    m = json.loads(manifest.read_text())
-    rows.append({"method": m["job"]["method"], "device": m["environment"].get("device_name", "cpu"),
-                 "wall": m["wall_seconds"], "peak_cuda_mb": m.get("peak_cuda_mb", float("nan"))})
-table = pd.DataFrame(rows)
-if len(table):
-    print(table.groupby(["method", "device"]).agg(jobs=("wall", "size"), wall_s=("wall", "sum"),
-                                                  max_job_s=("wall", "max"), peak_mb=("peak_cuda_mb", "max")))
-EOF
+$PY workflows/scripts/gpu_report.py methods
 [ -f results/claims.parquet ] && $PY -m methods.core.show 2>&1 | tail -80
 if [ -n "${OUT:-}" ]; then
     cp results/leaderboard.parquet results/claims.parquet "$OUT"/ 2>/dev/null
